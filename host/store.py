@@ -1,0 +1,289 @@
+"""Results store: one SQLite file (``results.sqlite``) per run directory.
+
+Every candidate is committed the moment it is measured (or fails), so a crash loses at most
+the candidate in flight and ``--resume`` can skip everything already stored: the
+``config_key`` (actions + model hash) is UNIQUE and :meth:`ResultsStore.get_by_key` is the
+"identical configurations are measured once" cache.
+
+SQLite via the standard library (no ORM needed for two tables). WAL journal mode lets the
+report read while the search writes; ``synchronous=NORMAL`` in WAL is still durable against
+process crashes, which is the failure we guard against.
+
+Tables (schema version ``SCHEMA_VERSION``, in ``meta``):
+- ``meta(key, value)``: ``schema_version``, ``created_at``.
+- ``run(id=1, config_json, baseline_json, device_json, updated_at)``: the run configuration,
+  the baseline metrics (same keys as candidate metrics) and the device's ``info()``.
+- ``candidates``: see :class:`CandidateRecord`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+DB_NAME = "results.sqlite"
+STATUSES = ("measured", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS run (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    config_json TEXT NOT NULL DEFAULT '{}',
+    baseline_json TEXT,
+    device_json TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS candidates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    episode INTEGER NOT NULL,
+    config_key TEXT NOT NULL UNIQUE,
+    actions_json TEXT NOT NULL,
+    metrics_json TEXT,
+    objectives_json TEXT,
+    provenance_json TEXT,
+    status TEXT NOT NULL CHECK (status IN ('measured', 'failed')),
+    error TEXT,
+    reward REAL,
+    artifact_path TEXT,
+    created_at REAL NOT NULL,
+    CHECK (status = 'measured' OR (reward IS NULL AND error IS NOT NULL))
+);
+CREATE INDEX IF NOT EXISTS candidates_episode ON candidates (episode);
+"""
+
+
+class StoreError(RuntimeError):
+    """The store file is unusable (e.g. written by an incompatible schema version)."""
+
+
+class DuplicateKeyError(ValueError):
+    """A candidate with this ``config_key`` is already stored."""
+
+
+@dataclass
+class CandidateRecord:
+    """One stored candidate. ``reward`` is None for failed candidates (never 0)."""
+
+    id: int
+    episode: int
+    config_key: str
+    actions: dict[str, Any]
+    metrics: dict[str, Any] | None
+    objectives: dict[str, Any] | None
+    provenance: dict[str, Any] | None
+    status: str
+    error: str | None
+    reward: float | None
+    artifact_path: str | None
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _dumps(value: Any) -> str | None:
+    # allow_nan=False: NaN/inf are not JSON and would poison report.json later.
+    return None if value is None else json.dumps(value, sort_keys=True, allow_nan=False)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class ResultsStore:
+    """SQLite results of one run. Safe to share between threads of one process."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.run_dir / DB_NAME
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        # Autocommit connection (isolation_level=None): every statement is its own durable
+        # transaction, which is exactly "committed the moment it is measured".
+        with self._lock:
+            self._conn.executescript(_SCHEMA)  # idempotent (IF NOT EXISTS)
+            self._conn.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?), ('created_at', ?)",
+                (str(SCHEMA_VERSION), repr(time.time())),
+            )
+            row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if int(row["value"]) != SCHEMA_VERSION:
+                self._conn.close()
+                raise StoreError(
+                    f"{self.path} has schema version {row['value']}, this hadmc reads "
+                    f"{SCHEMA_VERSION}; use a new run directory"
+                )
+
+    @property
+    def schema_version(self) -> int:
+        row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return int(row["value"])
+
+    # -- run metadata ---------------------------------------------------------------------
+    def set_run(
+        self,
+        config: dict[str, Any] | None = None,
+        *,
+        baseline: dict[str, Any] | None = None,
+        device: dict[str, Any] | None = None,
+    ) -> None:
+        """Store (or update) run metadata; arguments left None keep their stored value."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO run (id, config_json, updated_at) VALUES (1, '{}', ?) "
+                "ON CONFLICT(id) DO NOTHING",
+                (time.time(),),
+            )
+            for column, value in (
+                ("config_json", config),
+                ("baseline_json", baseline),
+                ("device_json", device),
+            ):
+                if value is not None:
+                    self._conn.execute(
+                        f"UPDATE run SET {column} = ?, updated_at = ? WHERE id = 1",
+                        (_dumps(value), time.time()),
+                    )
+
+    def run_info(self) -> dict[str, Any]:
+        """``{"config": {...}, "baseline": {...} | None, "device": {...} | None}``."""
+        row = self._conn.execute("SELECT * FROM run WHERE id = 1").fetchone()
+        if row is None:
+            return {"config": {}, "baseline": None, "device": None}
+        return {
+            "config": _loads(row["config_json"]) or {},
+            "baseline": _loads(row["baseline_json"]),
+            "device": _loads(row["device_json"]),
+        }
+
+    # -- candidates -----------------------------------------------------------------------
+    def add_candidate(
+        self,
+        *,
+        episode: int,
+        config_key: str,
+        actions: dict[str, Any],
+        metrics: dict[str, Any] | None = None,
+        objectives: dict[str, Any] | None = None,
+        provenance: dict[str, Any] | None = None,
+        status: str = "measured",
+        error: str | None = None,
+        reward: float | None = None,
+        artifact_path: str | Path | None = None,
+    ) -> CandidateRecord:
+        """Insert one candidate and commit it at once. Raises ``DuplicateKeyError`` when the
+        key exists (check :meth:`get_by_key` first), ``ValueError`` on inconsistent fields."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        if not config_key:
+            raise ValueError("config_key must be a non-empty string")
+        if status == "failed":
+            if not error:
+                raise ValueError("a failed candidate needs its error message")
+            if reward is not None:
+                raise ValueError("a failed candidate has no reward (not 0): pass reward=None")
+        elif metrics is None or reward is None:
+            raise ValueError("a measured candidate needs metrics and a reward")
+        created_at = time.time()
+        try:
+            with self._lock:
+                cur = self._conn.execute(
+                    "INSERT INTO candidates (episode, config_key, actions_json, metrics_json, "
+                    "objectives_json, provenance_json, status, error, reward, artifact_path, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        int(episode),
+                        config_key,
+                        _dumps(actions),
+                        _dumps(metrics),
+                        _dumps(objectives),
+                        _dumps(provenance),
+                        status,
+                        error,
+                        None if reward is None else float(reward),
+                        None if artifact_path is None else str(artifact_path),
+                        created_at,
+                    ),
+                )
+                new_id = int(cur.lastrowid)
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc) and "config_key" in str(exc):
+                raise DuplicateKeyError(f"config_key {config_key!r} is already stored") from exc
+            raise
+        record = self.get(new_id)
+        assert record is not None
+        return record
+
+    def _record(self, row: sqlite3.Row) -> CandidateRecord:
+        return CandidateRecord(
+            id=row["id"],
+            episode=row["episode"],
+            config_key=row["config_key"],
+            actions=_loads(row["actions_json"]),
+            metrics=_loads(row["metrics_json"]),
+            objectives=_loads(row["objectives_json"]),
+            provenance=_loads(row["provenance_json"]),
+            status=row["status"],
+            error=row["error"],
+            reward=row["reward"],
+            artifact_path=row["artifact_path"],
+            created_at=row["created_at"],
+        )
+
+    def get(self, candidate_id: int) -> CandidateRecord | None:
+        row = self._conn.execute(
+            "SELECT * FROM candidates WHERE id = ?", (candidate_id,)
+        ).fetchone()
+        return None if row is None else self._record(row)
+
+    def get_by_key(self, config_key: str) -> CandidateRecord | None:
+        """The stored candidate with this configuration key, or None (cache / resume)."""
+        row = self._conn.execute(
+            "SELECT * FROM candidates WHERE config_key = ?", (config_key,)
+        ).fetchone()
+        return None if row is None else self._record(row)
+
+    def candidates(self, status: str | None = None) -> list[CandidateRecord]:
+        """All candidates in insertion order, optionally only one status."""
+        if status is None:
+            rows = self._conn.execute("SELECT * FROM candidates ORDER BY id").fetchall()
+        else:
+            rows = self._conn.execute(
+                "SELECT * FROM candidates WHERE status = ? ORDER BY id", (status,)
+            ).fetchall()
+        return [self._record(r) for r in rows]
+
+    def count(self, status: str | None = None) -> int:
+        if status is None:
+            return int(self._conn.execute("SELECT COUNT(*) FROM candidates").fetchone()[0])
+        return int(
+            self._conn.execute(
+                "SELECT COUNT(*) FROM candidates WHERE status = ?", (status,)
+            ).fetchone()[0]
+        )
+
+    def last_episode(self) -> int | None:
+        """Highest stored episode number (for resume), None when empty."""
+        value = self._conn.execute("SELECT MAX(episode) FROM candidates").fetchone()[0]
+        return None if value is None else int(value)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
