@@ -1,0 +1,201 @@
+"""Turn a joint action into a deployable, evaluated artifact (everything but the device).
+
+Order (DESIGN §1): prune (physical channel removal, ``round_to`` channel multiples) -> fuse ->
+distil-finetune against the original model as teacher (bounded number of steps) -> export
+(ONNX: int8 groups quantized with static QDQ, fp32 groups kept float via ``float_modules``;
+or TFLite) -> accuracy of the EXPORTED artifact on the validation split.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hadmc.compress.distill import DistillConfig, distill_finetune
+from hadmc.compress.export import ExportResult, evaluate_artifact, export_onnx, export_tflite
+from hadmc.compress.fusion import fuse_model
+from hadmc.compress.pruning import count_macs_params, prune_model
+from hadmc.env import JointAction
+from hadmc.models import evaluate_accuracy
+
+ARTIFACT_EXT = {"onnxruntime": "onnx", "litert": "tflite"}
+SENSITIVITY_KEEP = 0.5
+
+
+def model_hash(model: nn.Module) -> str:
+    """sha256 over the class name and every state-dict tensor (names, shapes, bytes)."""
+    h = hashlib.sha256(type(model).__qualname__.encode())
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(str(t.dtype).encode())
+        buf = io.BytesIO()
+        np.save(buf, t.float().numpy() if t.is_floating_point() else t.numpy())
+        h.update(buf.getvalue())
+    return h.hexdigest()
+
+
+def example_input_for(input_shape: Sequence[int]) -> torch.Tensor:
+    return torch.zeros(1, *[int(d) for d in input_shape], dtype=torch.float32)
+
+
+def measure_sensitivity(
+    model: nn.Module,
+    groups: Sequence[Any],
+    example_input: torch.Tensor,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    keep_ratio: float = SENSITIVITY_KEEP,
+    max_samples: int = 256,
+) -> list[float]:
+    """Accuracy drop (fraction) when each group alone is pruned to ``keep_ratio``, no fine-tune."""
+    x, y = x_val[:max_samples], y_val[:max_samples]
+    base = evaluate_accuracy(model, x, y)
+    drops = []
+    for i in range(len(groups)):
+        ratios = [1.0] * len(groups)
+        ratios[i] = keep_ratio
+        pruned = prune_model(model, ratios, example_input)
+        drops.append(max(0.0, base - evaluate_accuracy(pruned, x, y)))
+    return drops
+
+
+@dataclass
+class BuiltCandidate:
+    """A compressed, fine-tuned, exported artifact and its accuracy (not yet measured)."""
+
+    export: ExportResult
+    accuracy: float  # of the exported artifact on the validation split, in [0, 1]
+    macs: int
+    params: int
+    precision: str  # effective precision of the artifact: fp32 | int8 | mixed
+    finetune_steps: int
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def _fusion_patterns(groups: Sequence[Any], joint: JointAction) -> dict[str, str]:
+    patterns: dict[str, str] = {}
+    for g, pattern in zip(groups, joint.fusion, strict=True):
+        if pattern == "none" or g.kind == "linear":
+            continue  # only convolutions have a BN (and activation) to fold into
+        for name in g.module_names:
+            patterns[name] = pattern
+    return patterns
+
+
+def build_candidate(
+    model: nn.Module,
+    data: Any,
+    groups: Sequence[Any],
+    joint: JointAction,
+    path_stem: Path,
+    *,
+    runtime: str = "onnxruntime",
+    finetune_steps: int = 30,
+    seed: int = 0,
+    threads: int = 1,
+) -> BuiltCandidate:
+    """Apply ``joint`` to a copy of ``model`` and export to ``path_stem`` + runtime extension."""
+    if runtime not in ARTIFACT_EXT:
+        raise ValueError(f"unknown runtime {runtime!r}; known {sorted(ARTIFACT_EXT)}")
+    n = len(groups)
+    if not (len(joint.keep_ratios) == len(joint.precisions) == len(joint.fusion) == n):
+        raise ValueError(f"joint action is for {len(joint.keep_ratios)} groups, model has {n}")
+    example = example_input_for(data.input_shape)
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    student = prune_model(model, joint.keep_ratios, example)
+    timings["prune_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    patterns = _fusion_patterns(groups, joint)
+    if patterns:
+        student = fuse_model(student, patterns)
+    timings["fuse_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    steps = 0
+    if finetune_steps > 0:
+        cfg = DistillConfig(
+            temperature=joint.temperature,
+            alpha=joint.alpha,
+            scope=joint.update_scope,
+            epochs=1000.0,  # bounded by max_steps, not epochs
+            max_steps=finetune_steps,
+            seed=seed,
+        )
+        result = distill_finetune(student, copy.deepcopy(model).eval(), data, cfg)
+        student, steps = result.model, int(result.steps)
+    student = student.eval()
+    timings["finetune_s"] = time.perf_counter() - t0
+
+    macs, params = count_macs_params(student, example)
+    n_int8 = sum(p == "int8" for p in joint.precisions)
+    path = Path(f"{path_stem}.{ARTIFACT_EXT[runtime]}")
+    t0 = time.perf_counter()
+    if runtime == "onnxruntime":
+        if n_int8 == 0:
+            exported = export_onnx(student, path, example, precision="fp32")
+        else:
+            float_modules = [
+                name
+                for g, p in zip(groups, joint.precisions, strict=True)
+                if p != "int8"
+                for name in g.module_names
+            ]
+            exported = export_onnx(
+                student,
+                path,
+                example,
+                precision="int8",
+                calib_x=data.x_calib,
+                float_modules=float_modules,
+            )
+    else:
+        # export_tflite has no per-module precision: the whole model is int8 when most groups
+        # chose int8 (documented in docs/results.md).
+        precision = "int8" if n_int8 * 2 >= n and n_int8 > 0 else "fp32"
+        exported = export_tflite(student, path, example, precision=precision, calib_x=data.x_calib)
+    timings["export_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    accuracy = evaluate_artifact(exported, data.x_val, data.y_val, threads=threads)
+    timings["evaluate_s"] = time.perf_counter() - t0
+    return BuiltCandidate(
+        export=exported,
+        accuracy=float(accuracy),
+        macs=int(macs),
+        params=int(params),
+        precision=exported.precision,
+        finetune_steps=steps,
+        timings_s=timings,
+    )
+
+
+def export_baseline(
+    model: nn.Module, data: Any, path_stem: Path, *, runtime: str, threads: int = 1
+) -> BuiltCandidate:
+    """The uncompressed fp32 model, exported and evaluated the same way as candidates."""
+    example = example_input_for(data.input_shape)
+    path = Path(f"{path_stem}.{ARTIFACT_EXT[runtime]}")
+    m = copy.deepcopy(model).eval()
+    if runtime == "onnxruntime":
+        exported = export_onnx(m, path, example, precision="fp32")
+    else:
+        exported = export_tflite(m, path, example, precision="fp32")
+    macs, params = count_macs_params(m, example)
+    acc = evaluate_artifact(exported, data.x_val, data.y_val, threads=threads)
+    return BuiltCandidate(exported, float(acc), int(macs), int(params), "fp32", 0)

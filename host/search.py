@@ -1,0 +1,210 @@
+"""``hadmc-host search``: the hardware-in-the-loop compression search (PPO or random).
+
+Run directory layout (``--out``): ``run_config.json`` (the arguments, for ``--resume``),
+``results.sqlite`` (every candidate, written as soon as measured or failed), ``baseline.*``
+(the uncompressed fp32 artifact), ``sensitivity.json``, ``candidates/`` (all artifacts),
+``checkpoint/`` (policy + optimiser + RNG + archive ids + counters, written at every PPO
+update), ``pareto/`` (front artifacts), ``best.<ext>`` (the chosen model under the limits),
+``report.json`` / ``report.html``.
+
+Resume: the checkpoint restores policy, optimiser and RNG states and the env's observation
+state; the episodes after the checkpoint re-propose the same candidates (sampling is
+deterministic), which are then found in the store, so nothing is lost and no candidate is
+measured twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from hadmc.hal import DeviceError, MeasureOptions
+
+DEFAULT_EPISODES = 24
+DEFAULT_EPISODES_PER_UPDATE = 8
+DEFAULT_FINETUNE_STEPS = 40
+_RESUMABLE = (
+    "model data device runtime threads episodes episodes_per_update max_latency_ms "
+    "max_accuracy_drop max_memory_mb strategy seed finetune_steps measure_runs "
+    "measure_seconds warmup_seconds"
+).split()
+
+
+def add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``hadmc-host search`` (DESIGN §6)."""
+    a = parser.add_argument
+    a(
+        "--model",
+        help="pkg.module:factory (called with no arguments) or a whole-model .pt file "
+        "(unpickled: only trusted files). Default: the built-in demo (MobileNetV2-style CNN on "
+        "scikit-learn digits, trained once and cached, ~2 min)",
+    )
+    a(
+        "--data",
+        help="file.npz with x_train, y_train, x_val, y_val (NCHW float32, int labels); "
+        "required with --model",
+    )
+    a(
+        "--device",
+        help="ip:port of a hadmc-device agent, or sim:<profile> (analytic estimate, "
+        "labelled simulated). Default: start a local agent on 127.0.0.1",
+    )
+    a("--token", help="bearer token for a remote agent started with --token")
+    a(
+        "--runtime",
+        choices=("onnxruntime", "litert"),
+        default="onnxruntime",
+        help="runtime on the device; decides the artifact (.onnx / .tflite) and the precisions "
+        "the quantization agent may choose (fp32/int8). Default: onnxruntime",
+    )
+    a("--threads", type=int, default=1, help="inference threads on the device (default 1)")
+    a(
+        "--episodes",
+        type=int,
+        default=DEFAULT_EPISODES,
+        help=f"episodes = compressed candidates proposed (default {DEFAULT_EPISODES}); identical "
+        "ones are measured once",
+    )
+    a(
+        "--episodes-per-update",
+        type=int,
+        default=DEFAULT_EPISODES_PER_UPDATE,
+        help=f"episodes per PPO update and checkpoint (default {DEFAULT_EPISODES_PER_UPDATE})",
+    )
+    a("--max-latency-ms", type=float, help="latency limit, p50 in milliseconds (default none)")
+    a(
+        "--max-accuracy-drop",
+        type=float,
+        help="accuracy drop limit vs the fp32 baseline, in percentage points (default none)",
+    )
+    a("--max-memory-mb", type=float, help="peak memory limit in MB (default none)")
+    a("--out", help="run directory (default outputs/run-<UTC timestamp>)")
+    a(
+        "--resume",
+        metavar="DIR",
+        help="continue a killed run from its run directory; the run's saved arguments are used",
+    )
+    a(
+        "--strategy",
+        choices=("ppo", "random"),
+        default="ppo",
+        help="ppo (5-agent policy) or random (uniform over the same actions); default ppo",
+    )
+    a(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the policy / sampler and fine-tuning (default 0)",
+    )
+    a(
+        "--finetune-steps",
+        type=int,
+        default=DEFAULT_FINETUNE_STEPS,
+        help=f"distillation fine-tune steps per candidate, batch 128 (default {DEFAULT_FINETUNE_STEPS})",
+    )
+    a("--measure-runs", type=int, default=50, help="min timed runs per measurement (default 50)")
+    a(
+        "--measure-seconds",
+        type=float,
+        default=1.0,
+        help="min timed window per measurement, seconds (default 1.0)",
+    )
+    a(
+        "--warmup-seconds",
+        type=float,
+        default=0.5,
+        help="min warm-up per measurement, seconds, after >= 10 runs (default 0.5)",
+    )
+    a("--json", action="store_true", help="print a JSON summary on stdout (table goes to stderr)")
+
+
+def _fail(msg: str) -> int:
+    print(f"hadmc-host search: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _resolve_args(args: argparse.Namespace) -> tuple[argparse.Namespace, Path, bool]:
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg_path = run_dir / "run_config.json"
+        if not cfg_path.is_file():
+            raise ValueError(f"--resume {run_dir}: no run_config.json there")
+        saved = json.loads(cfg_path.read_text())
+        for k in _RESUMABLE:
+            setattr(args, k, saved[k])
+        return args, run_dir, True
+    for name in ("threads", "episodes", "episodes_per_update", "measure_runs"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.finetune_steps < 0:
+        raise ValueError("--finetune-steps must be >= 0")
+    run_dir = Path(args.out or f"outputs/run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+    if (run_dir / "results.sqlite").exists():
+        raise ValueError(f"{run_dir} already holds a run; use --resume {run_dir} or a new --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run_config.json").write_text(
+        json.dumps({k: getattr(args, k) for k in _RESUMABLE}, indent=2)
+    )
+    return args, run_dir, False
+
+
+def run_search(args: argparse.Namespace, hooks: dict[str, Any] | None = None) -> int:
+    """Entry point of ``hadmc-host search``; returns the exit code (2 = bad input/device)."""
+    from host.user_model import UserModelError
+
+    try:
+        args, run_dir, resumed = _resolve_args(args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    from host.devices import open_device
+
+    try:
+        device = open_device(args.device, token=args.token)
+        info = device.info()
+    except (DeviceError, OSError) as exc:
+        return _fail(f"device {args.device or 'local agent'} unreachable: {exc}")
+    except ValueError as exc:  # e.g. an unknown sim: profile
+        return _fail(str(exc))
+    try:
+        from hadmc.data import DataError
+
+        try:
+            from host.search_run import SearchRun
+        except ImportError as exc:
+            return _fail(f"missing component: {exc}")
+        try:
+            run = SearchRun(args, run_dir, device, info, resumed, hooks or {})
+        except (UserModelError, DataError) as exc:
+            return _fail(str(exc))
+        except DeviceError as exc:
+            return _fail(f"baseline measurement failed on {device.name}: {exc}")
+        summary = run.run()
+        run.finish(summary)
+        return 0
+    finally:
+        device.close()
+
+
+def jsonable(x: Any) -> Any:
+    if hasattr(x, "__dataclass_fields__"):
+        return asdict(x)
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def measure_options(args: argparse.Namespace) -> MeasureOptions:
+    return MeasureOptions(
+        threads=args.threads,
+        warmup_runs=10,
+        warmup_min_seconds=args.warmup_seconds,
+        min_runs=args.measure_runs,
+        min_seconds=args.measure_seconds,
+        max_seconds=max(10.0, 2 * args.measure_seconds),
+    )

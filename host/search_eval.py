@@ -1,0 +1,220 @@
+"""The search's candidate evaluator: store cache -> build -> measure (retry/restart) -> reward.
+
+Called by ``hadmc.env.CompressionEnv`` at the end of every episode. Identical configurations
+are measured once: the config key (sha256 of model hash + canonical action JSON + what else
+shapes the artifact) is looked up in the SQLite store first. Every candidate is written to the
+store as soon as it is measured or has failed; a failed one keeps its error and has no reward.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hadmc.candidate import BuiltCandidate, build_candidate
+from hadmc.chunking import chunk_file, delta_bytes
+from hadmc.env import EvalOutcome, JointAction
+from hadmc.hal import ArtifactSpec, Device, DeviceError, MeasureOptions, Measurement
+from hadmc.pareto import ParetoArchive
+from hadmc.reward import Objectives, RewardConfig, compute_reward
+from hadmc.state import LastCandidate
+from host.store import CandidateRecord, ResultsStore
+
+log = logging.getLogger(__name__)
+
+# Device failures for which a fresh local agent can help (the process died or hung).
+RESTARTABLE = ("unreachable", "crashed", "timeout", "internal")
+
+
+def artifact_spec(built: BuiltCandidate, runtime: str) -> ArtifactSpec:
+    e = built.export
+    return ArtifactSpec(
+        path=Path(e.path),
+        format=e.format,
+        runtime=runtime,
+        input_name=e.input_name,
+        input_shape=tuple(e.input_shape),
+        input_dtype=e.input_dtype,
+        precision=e.precision,
+        macs=built.macs,
+        params=built.params,
+    )
+
+
+def metrics_of(built: BuiltCandidate, m: Measurement, update_bytes: int) -> dict[str, Any]:
+    """Flat metrics dict as the store and ``Objectives.from_metrics`` read it."""
+    return {
+        "accuracy": built.accuracy,
+        "latency_ms_p50": m.latency_ms_p50,
+        "latency_ms_mean": m.latency_ms_mean,
+        "latency_ms_p90": m.latency_ms_p90,
+        "latency_ms_p99": m.latency_ms_p99,
+        "latency_cv": m.latency_cv,
+        "n_runs": m.n_runs,
+        "load_ms": m.load_ms,
+        "first_inference_ms": m.first_inference_ms,
+        "peak_memory_mb": m.peak_memory_mb,
+        "energy_mj": m.energy_mj,
+        "energy_status": m.energy_status,
+        "energy_source": m.energy_source,
+        "source": m.source,
+        "size_bytes": built.export.size_bytes,
+        "update_bytes": update_bytes,
+        "upload_bytes": m.upload_bytes,
+        "macs": built.macs,
+        "params": built.params,
+        "precision": built.precision,
+        "finetune_steps": built.finetune_steps,
+        "timings_s": built.timings_s,
+    }
+
+
+@dataclass
+class EvalContext:
+    """Everything the evaluator needs that is fixed for the run."""
+
+    model: Any
+    data: Any
+    groups: list[Any]
+    model_hash: str
+    key_salt: str  # runtime, fine-tune steps, ... : anything else that shapes the artifact
+    runtime: str
+    finetune_steps: int
+    seed: int
+    threads: int
+    options: MeasureOptions
+    baseline: Objectives
+    baseline_manifest: Any  # hadmc.chunking.Manifest of the baseline artifact
+    reward_config: RewardConfig
+    candidates_dir: Path
+
+
+@dataclass
+class CandidateEvaluator:
+    """Callable ``(JointAction, episode) -> EvalOutcome`` for ``CompressionEnv``."""
+
+    ctx: EvalContext
+    store: ResultsStore
+    archive: ParetoArchive
+    device: Device
+    reopen_device: Callable[[], Device] | None = None  # recreate a dead local agent
+    measurements: int = 0  # device measurements made by THIS process
+    cache_hits: int = 0
+    on_measured: Callable[[CandidateRecord], None] | None = None  # test hook (stop after k)
+    history: list[EvalOutcome] = field(default_factory=list)
+
+    def key(self, joint: JointAction) -> str:
+        return joint.config_key(self.ctx.model_hash, self.ctx.key_salt)
+
+    def outcome_of(self, rec: CandidateRecord, cached: bool) -> EvalOutcome:
+        if rec.status != "measured" or rec.metrics is None:
+            return EvalOutcome("failed", None, {}, str(rec.id), cached, rec.error or "")
+        obj = Objectives.from_metrics(rec.metrics)
+        b = self.ctx.baseline
+        last = LastCandidate(
+            accuracy_ratio=obj.accuracy / b.accuracy,
+            latency_ratio=obj.latency_ms / b.latency_ms,
+            size_ratio=obj.size_bytes / b.size_bytes,
+            feasible=bool(rec.metrics.get("feasible", True)),
+        )
+        return EvalOutcome("measured", rec.reward, rec.metrics, str(rec.id), cached, "", last)
+
+    def __call__(self, joint: JointAction, episode: int) -> EvalOutcome:
+        key = self.key(joint)
+        rec = self.store.get_by_key(key)
+        if rec is not None:
+            self.cache_hits += 1
+            out = self.outcome_of(rec, cached=True)
+        else:
+            rec = self._evaluate_new(joint, episode, key)
+            out = self.outcome_of(rec, cached=False)
+        if rec.status == "measured" and rec.id not in self.archive._ids:
+            self.archive.add(rec.id, Objectives.from_metrics(rec.metrics or {}))
+        self.history.append(out)
+        return out
+
+    def _measure(self, spec: ArtifactSpec) -> Measurement:
+        """Measure; the device client already retries with backoff. On a failure a fresh local
+        agent can fix (it died), restart it once and try again."""
+        try:
+            return self.device.measure(spec, self.ctx.options)
+        except DeviceError as exc:
+            if self.reopen_device is None or exc.code not in RESTARTABLE:
+                raise
+            log.warning("device failed (%s); restarting the local agent", exc)
+            try:
+                self.device.close()
+            except Exception:  # noqa: BLE001 - the old agent is gone; closing may fail
+                pass
+            self.device = self.reopen_device()
+            raise
+
+    def _evaluate_new(self, joint: JointAction, episode: int, key: str) -> CandidateRecord:
+        ctx = self.ctx
+        stem = ctx.candidates_dir / key[:16]
+        actions = joint.to_dict()
+        try:
+            built = build_candidate(
+                ctx.model,
+                ctx.data,
+                ctx.groups,
+                joint,
+                stem,
+                runtime=ctx.runtime,
+                finetune_steps=ctx.finetune_steps,
+                seed=ctx.seed,
+                threads=ctx.threads,
+            )
+        except Exception as exc:  # noqa: BLE001 - a candidate that cannot be built is recorded
+            log.exception("building candidate failed")
+            return self.store.add_candidate(
+                episode=episode,
+                config_key=key,
+                actions=actions,
+                status="failed",
+                error=f"build: {type(exc).__name__}: {exc}",
+            )
+        spec = artifact_spec(built, ctx.runtime)
+        try:
+            self.measurements += 1
+            m = self._measure(spec)
+        except DeviceError as exc:
+            return self.store.add_candidate(
+                episode=episode,
+                config_key=key,
+                actions=actions,
+                status="failed",
+                error=f"device: {exc}",
+                artifact_path=str(spec.path),
+            )
+        update_bytes = delta_bytes(chunk_file(spec.path), ctx.baseline_manifest)
+        metrics = metrics_of(built, m, update_bytes)
+        obj = Objectives.from_metrics(metrics)
+        rb = compute_reward(obj, ctx.baseline, ctx.reward_config)
+        metrics["feasible"] = rb.feasible
+        metrics["violations"] = rb.violations
+        metrics["reward_terms"] = rb.terms
+        rec = self.store.add_candidate(
+            episode=episode,
+            config_key=key,
+            actions=actions,
+            metrics=metrics,
+            objectives=obj.to_dict(),
+            provenance={"device": m.device, **m.provenance},
+            status="measured",
+            reward=rb.reward,
+            artifact_path=str(spec.path),
+        )
+        if self.on_measured is not None:
+            self.on_measured(rec)
+        return rec
+
+
+def copy_artifact(src: str | Path, dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dest)
+    return dest
