@@ -107,6 +107,10 @@ class ParetoArchive:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def __contains__(self, candidate_id: object) -> bool:
+        """True when ``candidate_id`` was already added (resume / cache hits)."""
+        return candidate_id in self._ids
+
     def _use_energy(self) -> bool:
         return self.baseline.energy_mj is not None and all(
             e.objectives.energy_mj is not None for e in self.entries

@@ -87,9 +87,12 @@ class CandidateRecord:
         return asdict(self)
 
 
-def _dumps(value: Any) -> str | None:
-    # allow_nan=False: NaN/inf are not JSON and would poison report.json later.
-    return None if value is None else json.dumps(value, sort_keys=True, allow_nan=False)
+def _dumps(value: Any, *, lenient: bool = False) -> str | None:
+    # allow_nan=False: NaN/inf are not JSON and would poison report.json later. ``lenient``
+    # (run metadata only) writes objects such as Path as their str, as CLI namespaces hold them.
+    if value is None:
+        return None
+    return json.dumps(value, sort_keys=True, allow_nan=False, default=str if lenient else None)
 
 
 def _loads(text: str | None) -> Any:
@@ -153,7 +156,7 @@ class ResultsStore:
                 if value is not None:
                     self._conn.execute(
                         f"UPDATE run SET {column} = ?, updated_at = ? WHERE id = 1",
-                        (_dumps(value), time.time()),
+                        (_dumps(value, lenient=True), time.time()),
                     )
 
     def run_info(self) -> dict[str, Any]:

@@ -95,5 +95,6 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError):
         ParetoArchive(BASE, hv_objectives=("flops",))
     a = two_d()
+    assert "A" in a and "Z" not in a
     with pytest.raises(ValueError, match="already"):
         a.add("A", obj(0.9, 5.0))

@@ -29,7 +29,7 @@ METRICS = {
 
 def test_rows_survive_reopening(tmp_path: Path) -> None:
     with ResultsStore(tmp_path / "run") as store:
-        store.set_run({"episodes": 3, "max_latency_ms": 2.0}, baseline=METRICS)
+        store.set_run({"episodes": 3, "max_latency_ms": 2.0, "out": tmp_path}, baseline=METRICS)
         rec = store.add_candidate(
             episode=0,
             config_key="k0",
@@ -52,6 +52,7 @@ def test_rows_survive_reopening(tmp_path: Path) -> None:
         assert got.artifact_path == str(tmp_path / "a.onnx")
         info = again.run_info()
         assert info["config"]["max_latency_ms"] == 2.0  # kept when only device was updated
+        assert info["config"]["out"] == str(tmp_path)
         assert info["baseline"] == METRICS and info["device"]["name"] == "sim:raspberry-pi-4"
         assert again.last_episode() == 0
 
