@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 import time
@@ -156,30 +157,38 @@ def _resolve_args(args: argparse.Namespace) -> tuple[argparse.Namespace, Path, b
 
 def run_search(args: argparse.Namespace, hooks: dict[str, Any] | None = None) -> int:
     """Entry point of ``hadmc-host search``; returns the exit code (2 = bad input/device)."""
-    from host.user_model import UserModelError
-
     try:
         args, run_dir, resumed = _resolve_args(args)
     except ValueError as exc:
         return _fail(str(exc))
     from host.devices import open_device
 
+    # The client logs each retry as a warning; at start-up an unreachable device must give
+    # exactly one line on stderr, so those warnings are silenced until it answered.
+    client_log = logging.getLogger("host.device_client")
+    level = client_log.level
+    client_log.setLevel(logging.ERROR)
     try:
         device = open_device(args.device, token=args.token)
         info = device.info()
     except (DeviceError, OSError) as exc:
         return _fail(f"device {args.device or 'local agent'} unreachable: {exc}")
-    except ValueError as exc:  # e.g. an unknown sim: profile
+    except ValueError as exc:  # e.g. an unknown sim: profile or a malformed address
         return _fail(str(exc))
+    finally:
+        client_log.setLevel(level)
+    hooks = hooks or {}
+    if "on_device" in hooks:
+        hooks["on_device"](device)
+    run = None
     try:
         from hadmc.data import DataError
 
+        from host.search_run import SearchRun
+        from host.user_model import UserModelError
+
         try:
-            from host.search_run import SearchRun
-        except ImportError as exc:
-            return _fail(f"missing component: {exc}")
-        try:
-            run = SearchRun(args, run_dir, device, info, resumed, hooks or {})
+            run = SearchRun(args, run_dir, device, info, resumed, hooks)
         except (UserModelError, DataError) as exc:
             return _fail(str(exc))
         except DeviceError as exc:
@@ -189,6 +198,8 @@ def run_search(args: argparse.Namespace, hooks: dict[str, Any] | None = None) ->
         return 0
     finally:
         device.close()
+        if run is not None and run.evaluator.device is not device:
+            run.evaluator.device.close()  # a local agent restarted during the search
 
 
 def jsonable(x: Any) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 from hadmc.candidate import BuiltCandidate, build_candidate
 from hadmc.chunking import chunk_file, delta_bytes
 from hadmc.env import EvalOutcome, JointAction
-from hadmc.hal import ArtifactSpec, Device, DeviceError, MeasureOptions, Measurement
+from hadmc.hal import ArtifactSpec, Device, DeviceError, Measurement, MeasureOptions
 from hadmc.pareto import ParetoArchive
 from hadmc.reward import Objectives, RewardConfig, compute_reward
 from hadmc.state import LastCandidate
@@ -132,7 +132,7 @@ class CandidateEvaluator:
         else:
             rec = self._evaluate_new(joint, episode, key)
             out = self.outcome_of(rec, cached=False)
-        if rec.status == "measured" and rec.id not in self.archive._ids:
+        if rec.status == "measured" and rec.id not in self.archive:
             self.archive.add(rec.id, Objectives.from_metrics(rec.metrics or {}))
         self.history.append(out)
         return out

@@ -148,7 +148,7 @@ class SearchRun:
         state: dict[str, Any] = {
             "episodes_done": episodes_done,
             "env": self.env.state_dict(),
-            "archive_ids": list(self.archive._ids),
+            "archive_ids": [e.candidate_id for e in self.archive.entries],
             "measurements_total": self.store.count(),
         }
         if self.args.strategy == "ppo":

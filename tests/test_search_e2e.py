@@ -1,0 +1,183 @@
+"""End-to-end search: local agent, simulated device, kill + resume, agent killed, unreachable.
+
+Kept small (a briefly trained model on 16x16 digits, 2 fine-tune steps, tiny measurement
+budgets, a few episodes) so the whole file runs in about a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("hadmc.compress.pruning")
+pytest.importorskip("hadmc.models")
+
+import torch  # noqa: E402
+
+from host.search import add_search_arguments, run_search  # noqa: E402
+from host.store import ResultsStore  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def user_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A whole-model .pt and an .npz, as a user would bring them."""
+    from hadmc.data import load_digits_splits
+    from hadmc.models import build_model, train_classifier
+
+    torch.set_num_threads(1)
+    d = tmp_path_factory.mktemp("user")
+    data = load_digits_splits(image_size=16, seed=0)
+    model = build_model("mobilenetv2_small", num_classes=data.num_classes, in_channels=1)
+    train_classifier(model, data, epochs=2, lr=3e-3, batch_size=64, seed=0)
+    torch.save(model, d / "model.pt")
+    np.savez(
+        d / "data.npz",
+        x_train=data.x_train,
+        y_train=data.y_train,
+        x_val=data.x_val,
+        y_val=data.y_val,
+    )
+    return d / "model.pt", d / "data.npz"
+
+
+def _args(user_files: tuple[Path, Path], out: Path, *extra: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_search_arguments(parser)
+    model, data = user_files
+    return parser.parse_args(
+        [
+            "--model", str(model), "--data", str(data), "--out", str(out),
+            "--episodes", "4", "--episodes-per-update", "2", "--finetune-steps", "2",
+            "--measure-runs", "5", "--measure-seconds", "0.05", "--warmup-seconds", "0",
+            *extra,
+        ]
+    )  # fmt: skip
+
+
+def _check_outputs(out: Path, n_episodes: int) -> list:
+    with ResultsStore(out) as store:
+        rows = store.candidates()
+        info = store.run_info()
+    assert 1 <= len(rows) <= n_episodes
+    assert len({r.config_key for r in rows}) == len(rows)
+    measured = [r for r in rows if r.status == "measured"]
+    assert measured, [r.error for r in rows]
+    for r in measured:
+        m = r.metrics
+        assert 0.0 <= m["accuracy"] <= 1.0 and m["latency_ms_p50"] > 0 and m["size_bytes"] > 0
+        assert Path(r.artifact_path).is_file()
+        assert len(r.actions["pruning"]) == len(r.actions["quantization"])
+    assert info["baseline"]["latency_ms_p50"] > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["front"] and all(Path(f["pareto_path"]).is_file() for f in summary["front"])
+    assert (out / "report.json").is_file() and (out / "checkpoint" / "state.json").is_file()
+    return rows
+
+
+def test_search_local_agent_end_to_end(
+    user_files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert run_search(_args(user_files, out, "--json"), {"quiet": True}) == 0
+    rows = _check_outputs(out, 4)
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["measured"] == sum(r.status == "measured" for r in rows)
+    assert rows[0].metrics["source"] == "device"
+    # A real int8 choice shows up as an int8/mixed artifact that is smaller than fp32.
+    for r in rows:
+        if r.status == "measured" and all(p == "int8" for p in r.actions["quantization"]):
+            assert r.metrics["precision"] == "int8"
+
+
+def test_search_simulated_device(user_files: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = _args(user_files, out, "--device", "sim:raspberry-pi-4", "--strategy", "random")
+    assert run_search(args, {"quiet": True}) == 0
+    rows = _check_outputs(out, 4)
+    assert all(r.metrics["source"] == "simulated" for r in rows if r.status == "measured")
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after the raise point runs (no checkpoint, no cleanup)."""
+
+
+def test_killed_run_resumes_without_measuring_twice(
+    user_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    first: list[int] = []
+
+    def kill_after_3(rec) -> None:
+        first.append(rec.id)
+        if len(first) == 3:  # after the first PPO update (2 episodes): one checkpoint exists
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        run_search(
+            _args(user_files, out, "--episodes", "6"), {"quiet": True, "on_measured": kill_after_3}
+        )
+    with ResultsStore(out) as store:
+        kept = {r.config_key for r in store.candidates()}
+    assert len(kept) >= 3
+    ckpt = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert ckpt["episodes_done"] == 2
+
+    second: list[int] = []
+    resume = argparse.Namespace(**{**vars(_args(user_files, out)), "resume": str(out), "out": None})
+    assert run_search(resume, {"quiet": True, "on_measured": lambda r: second.append(r.id)}) == 0
+    with ResultsStore(out) as store:
+        rows = store.candidates()
+    keys = [r.config_key for r in rows]
+    assert kept <= set(keys)  # every candidate row of the killed run kept
+    assert len(set(keys)) == len(keys)
+    # No candidate measured twice: each device measurement made exactly one stored row.
+    assert len(first) + len(second) == sum(r.status == "measured" for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["cache_hits"] >= 1  # the episodes after the checkpoint were replayed
+
+
+def test_agent_killed_during_search_is_recorded_and_run_finishes(
+    user_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    devices: list = []
+    killed: list[int] = []
+
+    def kill_agent(rec) -> None:
+        if not killed:
+            pid = devices[0].agent.pid
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    hooks = {"quiet": True, "on_device": devices.append, "on_measured": kill_agent}
+    assert run_search(_args(user_files, out, "--strategy", "random"), hooks) == 0
+    with ResultsStore(out) as store:
+        rows = store.candidates()
+    failed = [r for r in rows if r.status == "failed"]
+    assert len(failed) == 1 and failed[0].reward is None
+    assert failed[0].error.startswith("device:")
+    # The search went on with a restarted local agent: a later candidate was measured.
+    assert any(r.status == "measured" and r.id > failed[0].id for r in rows)
+
+
+def test_unreachable_device_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    parser = argparse.ArgumentParser()
+    add_search_arguments(parser)
+    args = parser.parse_args(["--device", f"127.0.0.1:{port}", "--out", str(tmp_path / "r")])
+    assert run_search(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unreachable" in err and "Traceback" not in err
