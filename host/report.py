@@ -262,9 +262,10 @@ def _fmt(v: Any, spec: str) -> str:
 
 def front_table(report: Mapping[str, Any], which: str = "pareto_front") -> list[dict[str, str]]:
     """Rows (dicts keyed by ``FRONT_COLUMNS``) for printing the Pareto front, e.g. with rich:
-    ``t = Table(*FRONT_COLUMNS); [t.add_row(*r.values()) for r in front_table(report)]``."""
+    ``t = Table(*FRONT_COLUMNS); [t.add_row(*r.values()) for r in front_table(report)]``.
+    Sorted by latency (fastest first), which reads as the accuracy/latency trade-off."""
     rows = []
-    for f in report[which]:
+    for f in sorted(report[which], key=lambda f: f["objectives"]["latency_ms"]):
         o = f["objectives"]
         rows.append({
             "id": str(f["id"]),

@@ -100,9 +100,11 @@ def test_front_table_rows(tmp_path: Path) -> None:
     rows = front_table(report)
     assert len(rows) == len(report["pareto_front"])
     assert all(tuple(r) == FRONT_COLUMNS for r in rows)
-    first = report["pareto_front"][0]
+    first = min(report["pareto_front"], key=lambda f: f["objectives"]["latency_ms"])
     assert rows[0]["accuracy_%"] == f"{100 * first['objectives']['accuracy']:.2f}"
     assert rows[0]["source"] == "simulated"
+    lat = [float(r["latency_ms_p50"]) for r in rows]
+    assert lat == sorted(lat)
 
 
 def test_device_run_is_not_labelled_simulated(tmp_path: Path) -> None:
