@@ -1,0 +1,120 @@
+"""``hadmc-host profile`` / ``devices`` / ``--help`` as subprocesses, against two real agents."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from host.cli import _command_in, main
+from host.fleet import artifact_spec_for
+from host.local_agent import LocalAgent
+
+FAST_FLAGS = [
+    "--runs", "20", "--warmup-runs", "2", "--warmup-seconds", "0.05",
+    "--min-seconds", "0.1", "--max-seconds", "1",
+]  # fmt: skip
+
+
+def hadmc_host(*args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "host", *args], capture_output=True, text=True, timeout=timeout_s
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    torch.manual_seed(1)
+    torch.set_num_threads(1)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 10),
+    ).eval()
+    path = tmp_path_factory.mktemp("fleet") / "tiny.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model, (torch.randn(1, 1, 16, 16),), str(path), dynamo=False, input_names=["img"]
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_agents() -> list[str]:
+    with LocalAgent() as a, LocalAgent() as b:
+        yield [a.address, b.address]
+
+
+def test_artifact_spec_reads_input_and_macs_from_onnx(tiny_onnx: Path) -> None:
+    spec = artifact_spec_for(tiny_onnx)
+    assert (spec.format, spec.runtime, spec.precision) == ("onnx", "onnxruntime", "fp32")
+    assert spec.input_name == "img" and spec.input_shape == (1, 1, 16, 16)
+    # conv: 16*16 outputs x 8 channels x (1 x 3 x 3) + linear 8 x 10
+    assert spec.macs == 16 * 16 * 8 * 9 + 8 * 10
+    assert spec.params == 8 * 9 + 8 + 8 * 10 + 10
+
+
+def test_profile_two_agents_json_and_table(tiny_onnx: Path, two_agents: list[str]) -> None:
+    a, b = two_agents
+    out = hadmc_host("profile", str(tiny_onnx), "--device", a, "--device", b, "--json", *FAST_FLAGS)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)  # --json: stdout is JSON only
+    rows = report["results"]
+    assert [r["device"] for r in rows] == [a, b] and report["ok"] is True
+    for row in rows:
+        m = row["measurement"]
+        assert row["ok"] and m["source"] == "device" and m["n_runs"] >= 20
+        assert 0 < m["latency_ms_p50"] <= m["latency_ms_p99"]
+        assert m["upload_bytes"] == tiny_onnx.stat().st_size  # each agent has its own cache
+    assert report["model"]["input_shape"] == [1, 1, 16, 16]
+
+    dead = "127.0.0.1:1"
+    out = hadmc_host("profile", str(tiny_onnx), "--device", a, "--device", dead, *FAST_FLAGS)
+    assert out.returncode == 1  # one device failed
+    assert a in out.stdout and dead in out.stdout and "unreachable" in out.stdout
+    assert "p50 ms" in out.stdout and "Traceback" not in out.stderr
+
+
+def test_devices_reports_info_and_health(two_agents: list[str]) -> None:
+    out = hadmc_host("devices", "--device", two_agents[0], "--device", two_agents[1], "--json")
+    assert out.returncode == 0, out.stderr
+    devices = json.loads(out.stdout)["devices"]
+    assert len(devices) == 2 and all(d["healthy"] for d in devices)
+    assert all(d["info"]["arch"] == platform.machine() for d in devices)
+    out = hadmc_host("devices", "--device", two_agents[0], "--device", "sim:raspberry-pi-4")
+    assert out.returncode == 0, out.stderr
+    assert "serving" in out.stdout and "simulated" in out.stdout
+
+
+def test_bad_model_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    out = hadmc_host("profile", str(tmp_path / "missing.onnx"), "--device", "sim:raspberry-pi-4")
+    assert out.returncode == 2
+    assert "model file not found" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_help_exits_zero_and_is_fast_to_build() -> None:
+    out = hadmc_host("--help", timeout_s=30)
+    assert out.returncode == 0 and all(c in out.stdout for c in ("search", "profile", "devices"))
+    out = hadmc_host("search", "--help", timeout_s=60)
+    assert out.returncode == 0 and "--device" in out.stdout
+    out = hadmc_host("profile", "--help", timeout_s=30)
+    assert out.returncode == 0 and "(default: 50)" in out.stdout
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+
+
+def test_command_detection_skips_global_option_values() -> None:
+    assert _command_in(["--log-level", "INFO", "profile", "m.onnx"]) == "profile"
+    assert _command_in(["--log-level", "DEBUG"]) is None
+    assert _command_in([]) is None
