@@ -90,15 +90,26 @@ class HardwareFeatures:
     ) -> HardwareFeatures:
         """From ``Device.info()``; tolerant of the keys local, remote and simulated devices use."""
         profile = info.get("profile") or {}
-        cores = int(info.get("cores") or profile.get("cores") or 1)
-        memory_mb = float(
-            info.get("ram_mb") or info.get("memory_mb") or profile.get("ram_mb") or 1024
+        # Agents report cpu_cores_* / memory_total_bytes (GetInfo); sim: reports a profile.
+        cores = int(
+            info.get("cpu_cores_physical")
+            or info.get("cpu_cores_logical")
+            or info.get("cores")
+            or profile.get("cores")
+            or 1
         )
-        # int8 kernels: onnxruntime on CPU and LiteRT (XNNPACK) both execute int8; a profile
-        # can say int8 brings nothing (int8_speedup <= 1) which we then report as unavailable.
-        runtimes = info.get("runtimes") or profile.get("runtimes") or [runtime]
-        names = [r if isinstance(r, str) else str(r.get("name", "")) for r in runtimes]
-        int8 = any(runtime in n for n in names)
+        if info.get("memory_total_bytes"):
+            memory_mb = float(info["memory_total_bytes"]) / 2**20
+        else:
+            memory_mb = float(info.get("ram_mb") or profile.get("ram_mb") or 1024)
+        # int8: onnxruntime on CPU and LiteRT (XNNPACK) both run int8 kernels when the
+        # runtime is available; a profile whose int8_speedup <= 1 says int8 brings nothing.
+        int8 = False
+        for r in info.get("runtimes") or profile.get("runtimes") or []:
+            if isinstance(r, str):
+                int8 = int8 or r == runtime
+            else:
+                int8 = int8 or (r.get("runtime") == runtime and bool(r.get("available", True)))
         if profile.get("int8_speedup") is not None:
             int8 = int8 and float(profile["int8_speedup"]) > 1.0
         return cls(cores, memory_mb, baseline_latency_ms, int8)

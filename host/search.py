@@ -172,7 +172,7 @@ def run_search(args: argparse.Namespace, hooks: dict[str, Any] | None = None) ->
         device = open_device(args.device, token=args.token)
         info = device.info()
     except (DeviceError, OSError) as exc:
-        return _fail(f"device {args.device or 'local agent'} unreachable: {exc}")
+        return _fail(f"device {args.device or 'local agent'}: {exc}")
     except ValueError as exc:  # e.g. an unknown sim: profile or a malformed address
         return _fail(str(exc))
     finally:

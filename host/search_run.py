@@ -70,7 +70,8 @@ class SearchRun:
             from host.search_eval import artifact_spec, metrics_of
 
             m = device.measure(artifact_spec(baseline_built, args.runtime), options)
-            stored = metrics_of(baseline_built, m, update_bytes=baseline_built.export.size_bytes)
+            # update_bytes 0: the baseline is what is deployed, updating to it sends nothing.
+            stored = metrics_of(baseline_built, m, update_bytes=0)
             self.store.set_run(
                 {**vars(args), "model_label": self.model_label, "model_hash": self.model_hash},
                 baseline=stored,
