@@ -1,0 +1,235 @@
+"""The measurement itself, run inside the worker process (DESIGN §5).
+
+Phases are reported apart: load (session/interpreter creation), first inference, warm-up
+(>= warmup_runs and >= warmup_min_seconds), then timed runs, each call timed alone with
+``perf_counter_ns`` (>= min_runs and >= min_seconds, stopping at max_seconds once min_runs are
+done). Inputs are random data of the requested shape/dtype, made once before timing so that
+only the runtime call is timed.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+DTYPES = {
+    "float32": np.float32,
+    "float16": np.float16,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "int32": np.int32,
+    "int64": np.int64,
+}
+ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+}
+
+
+class ModelLoadError(Exception):
+    """The runtime refused the model (corrupt, unsupported op...)."""
+
+
+class BadInputError(Exception):
+    """The requested inputs do not fit the model."""
+
+
+@dataclass
+class Budget:
+    warmup_runs: int = 10
+    warmup_min_seconds: float = 0.5
+    min_runs: int = 50
+    min_seconds: float = 1.0
+    max_seconds: float = 10.0
+
+
+@dataclass
+class InputSpec:
+    name: str
+    shape: list[int]
+    dtype: str
+
+
+@dataclass
+class Timing:
+    load_ms: float = 0.0
+    first_inference_ms: float = 0.0
+    warmup_runs: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    window_start_unix: float = 0.0
+    window_end_unix: float = 0.0
+
+
+def random_input(spec: InputSpec, rng: np.random.Generator) -> np.ndarray:
+    dtype = DTYPES[spec.dtype]
+    if np.issubdtype(dtype, np.floating):
+        return rng.standard_normal(spec.shape).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(max(info.min, -128), min(info.max, 127), spec.shape).astype(dtype)
+
+
+def stats_ms(latencies_ms: list[float]) -> dict[str, float]:
+    """n, min, p50, mean, std (sample, ddof=1), p90, p99, max, cv = std/mean."""
+    a = np.asarray(latencies_ms, dtype=np.float64)
+    mean = float(a.mean())
+    std = float(a.std(ddof=1)) if a.size > 1 else 0.0
+    p50, p90, p99 = (float(x) for x in np.percentile(a, [50, 90, 99]))
+    return {
+        "n": int(a.size),
+        "min_ms": float(a.min()),
+        "p50_ms": p50,
+        "mean_ms": mean,
+        "std_ms": std,
+        "p90_ms": p90,
+        "p99_ms": p99,
+        "max_ms": float(a.max()),
+        "cv": std / mean if mean > 0 else 0.0,
+    }
+
+
+def peak_memory() -> tuple[int, str]:
+    """Peak RSS of this process alone. ``VmHWM`` is per address space, so unlike
+    ``ru_maxrss`` it does not inherit the agent's peak across fork/exec."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024, "VmHWM (/proc/self/status)"
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return rss * scale, "getrusage(RUSAGE_SELF).ru_maxrss"
+
+
+def _ns_to_ms(ns: int) -> float:
+    return ns / 1e6
+
+
+def run_budget(call: Any, budget: Budget, timing: Timing, on_window: Any = None) -> None:
+    """First inference, warm-up, then timed runs of ``call()``; ``on_window(start|stop)``
+    brackets exactly the timed runs (power meter)."""
+    t = time.perf_counter_ns()
+    call()
+    timing.first_inference_ms = _ns_to_ms(time.perf_counter_ns() - t)
+    end = time.perf_counter() + budget.warmup_min_seconds
+    while timing.warmup_runs < budget.warmup_runs or time.perf_counter() < end:
+        call()
+        timing.warmup_runs += 1
+    lat = timing.latencies_ms
+    if on_window:
+        on_window("start")
+    timing.window_start_unix = time.time()
+    start = time.perf_counter()
+    min_end, max_end = start + budget.min_seconds, start + budget.max_seconds
+    while True:
+        t = time.perf_counter_ns()
+        call()
+        lat.append(_ns_to_ms(time.perf_counter_ns() - t))
+        now = time.perf_counter()
+        if len(lat) >= budget.min_runs and (now >= min_end or now >= max_end):
+            break
+    timing.window_end_unix = time.time()
+    if on_window:
+        on_window("stop")
+
+
+def prepare_ort(
+    path: str, threads: int, inputs: list[InputSpec]
+) -> tuple[Any, list[InputSpec], dict[str, Any]]:
+    """Create the ORT session (load is timed by the caller) and resolve input specs."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises several types (Fail, InvalidGraph, ...)
+        raise ModelLoadError(f"onnxruntime could not load the model: {exc}") from exc
+    model_inputs = sess.get_inputs()
+    resolved = _resolve(
+        [(i.name, list(i.shape), ORT_DTYPES.get(i.type, "")) for i in model_inputs], inputs
+    )
+    meta = {"runtime_version": ort.__version__, "execution_provider": sess.get_providers()[0]}
+    return sess, resolved, meta
+
+
+def _resolve(model: list[tuple[str, list[Any], str]], req: list[InputSpec]) -> list[InputSpec]:
+    """Requested specs (by name or position) or the model's own, dynamic dims -> 1."""
+    if req and len(req) != len(model):
+        raise BadInputError(f"model has {len(model)} input(s), request gave {len(req)}")
+    out = []
+    for i, (name, shape, dtype) in enumerate(model):
+        if req:
+            r = req[i] if not req[i].name else next((x for x in req if x.name == name), None)
+            if r is None:
+                raise BadInputError(f"no requested input named {name!r}")
+            out.append(InputSpec(name, list(r.shape), r.dtype or dtype or "float32"))
+        else:
+            dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape]
+            if dtype not in DTYPES:
+                raise BadInputError(f"input {name!r} has unsupported type {dtype!r}")
+            out.append(InputSpec(name, dims, dtype))
+    return out
+
+
+def prepare_litert(
+    path: str, threads: int, inputs: list[InputSpec]
+) -> tuple[Any, list[InputSpec], dict[str, Any]]:
+    from ai_edge_litert import interpreter as litert
+
+    try:
+        interp = litert.Interpreter(model_path=path, num_threads=threads or None)
+        details = interp.get_input_details()
+        resolved = _resolve(
+            [
+                (d["name"], [int(x) for x in d["shape_signature"]], d["dtype"].__name__)
+                for d in details
+            ],
+            inputs,
+        )
+        for d, spec in zip(details, resolved, strict=True):
+            if list(d["shape"]) != spec.shape:
+                interp.resize_tensor_input(d["index"], spec.shape)
+        interp.allocate_tensors()
+    except BadInputError:
+        raise
+    except Exception as exc:  # LiteRT raises ValueError/RuntimeError on bad models
+        raise ModelLoadError(f"LiteRT could not load the model: {exc}") from exc
+    version = getattr(litert, "__version__", "") or _dist_version("ai-edge-litert")
+    meta = {"runtime_version": version, "execution_provider": "builtin (XNNPACK default delegate)"}
+    return interp, resolved, meta
+
+
+def _dist_version(dist: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+def make_call(runtime: str, handle: Any, specs: list[InputSpec], seed: int = 0) -> Any:
+    """A zero-argument inference call with random inputs bound once."""
+    rng = np.random.default_rng(seed)
+    arrays = [random_input(s, rng) for s in specs]
+    if runtime == "onnxruntime":
+        feeds = {s.name: a for s, a in zip(specs, arrays, strict=True)}
+        return lambda: handle.run(None, feeds)
+    # LiteRT: inputs copied once; invoke() is what is timed, as benchmark_model does.
+    for d, a in zip(handle.get_input_details(), arrays, strict=True):
+        handle.set_tensor(d["index"], a.astype(d["dtype"]))
+    return handle.invoke
