@@ -345,19 +345,27 @@ def print_devices_table(rows: list[FleetRow]) -> None:
     from rich.table import Table
 
     table = Table(title="devices")
-    for col in ("device", "health", "agent", "arch", "cpu", "cores", "memory MB", "runtimes"):
+    columns = ("device", "health", "agent", "arch", "cpu", "cores phys/logical")
+    for col in (*columns, "memory MB free/total", "runtimes", "power sources", "token"):
         table.add_column(col)
-    table.add_column("power sources")
-    table.add_column("token")
     for r in rows:
         i = r.info or {}
         health = (
             "[green]serving" if r.healthy else f"[red]{r.error_code or 'down'}: {r.error or ''}"
         )
         if i.get("source") == "simulated":  # SimulatedDevice.info() has its own shape
-            table.add_row(r.label, "simulated", "-", i.get("arch", "-"), i.get("cpu", "-"),
-                          str(i.get("cores", "-")), str(i.get("ram_mb", "-")),
-                          ", ".join(i.get("runtimes", [])), "simulated", "-")  # fmt: skip
+            sim = [i.get("arch", "-"), i.get("cpu", "-"), str(i.get("cores", "-"))]
+            runtimes = ", ".join(i.get("runtimes", []))
+            table.add_row(
+                r.label,
+                "simulated",
+                "-",
+                *sim,
+                str(i.get("ram_mb", "-")),
+                runtimes,
+                "simulated",
+                "-",
+            )
             continue
         runtimes = ", ".join(
             f"{rt['runtime']} {rt['version']}" if rt["available"] else f"{rt['runtime']} (missing)"

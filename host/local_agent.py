@@ -141,13 +141,16 @@ class LocalAgent:
 
     def _read_stdout(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            line = line.rstrip("\n")
-            if not self._listening.is_set() and line.startswith(LISTENING_PREFIX):
-                self.address = line[len(LISTENING_PREFIX) :].strip()
-                self._listening.set()
-            else:
-                self._stdout_tail.append(line)
+        try:
+            for line in self.proc.stdout:
+                line = line.rstrip("\n")
+                if not self._listening.is_set() and line.startswith(LISTENING_PREFIX):
+                    self.address = line[len(LISTENING_PREFIX) :].strip()
+                    self._listening.set()
+                else:
+                    self._stdout_tail.append(line)
+        except (OSError, ValueError):
+            pass  # the pipe was closed under us by close(): nothing left to read
 
     def stderr_tail(self, n_lines: int = 8) -> str:
         """Last lines of the agent's stderr, joined into one line for error messages."""
@@ -196,6 +199,7 @@ class LocalAgent:
             with _LIVE_LOCK:
                 _LIVE.discard(self)
             if self.proc.stdout is not None:
+                self._reader.join(1.0)  # it sees EOF once the agent is gone
                 self.proc.stdout.close()
             if not self._stderr_file.closed:
                 self._stderr_file.close()

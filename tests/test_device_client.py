@@ -91,7 +91,9 @@ def test_measure_real_model_then_second_upload_sends_nothing(agent: LocalAgent, 
         assert m.n_runs >= FAST.min_runs
         assert 0 < m.latency_ms_min <= m.latency_ms_p50 <= m.latency_ms_p90 <= m.latency_ms_p99
         assert m.latency_ms_min <= m.latency_ms_mean and m.latency_ms_std >= 0
-        assert 0 <= m.latency_cv < 5
+        # CV is the agent's std / mean (unbounded on a busy 2-core CI box, so no fixed limit)
+        assert m.latency_cv == pytest.approx(m.latency_ms_std / m.latency_ms_mean, rel=1e-6)
+        assert m.latency_ms_p99 <= m.provenance["latency_ms_max"]
         assert m.latency_ms_p50 < 1000  # a 2-conv net on 32x32 is far below a second
         assert m.load_ms > 0 and m.first_inference_ms > 0
         assert m.peak_memory_mb > 1  # a process that loaded onnxruntime holds megabytes
