@@ -267,3 +267,25 @@ def test_missing_chunks_are_reuploaded_once(scripted, tiny) -> None:
         with pytest.raises(DeviceError, match="still missing after re-upload"):
             dev.measure(tiny, FAST)
     assert servicer.profile_calls == 2
+
+
+def test_tls_agent_with_ca_works_and_plaintext_client_is_refused(tmp_path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not installed: cannot make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-days", "1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with LocalAgent(extra_args=("--tls-cert", str(cert), "--tls-key", str(key))) as tls_agent:
+        with RemoteDevice(tls_agent.address, tls_ca=cert) as dev:
+            assert dev.health() is True and dev.info()["arch"]
+        with RemoteDevice(tls_agent.address, retries=0) as plain:
+            with pytest.raises(DeviceError) as err:
+                plain.info()
+            assert err.value.code == "unreachable"
