@@ -118,3 +118,41 @@ def test_command_detection_skips_global_option_values() -> None:
     assert _command_in(["--log-level", "INFO", "profile", "m.onnx"]) == "profile"
     assert _command_in(["--log-level", "DEBUG"]) is None
     assert _command_in([]) is None
+
+
+def test_bare_command_runs_search_with_defaults(monkeypatch, capsys) -> None:
+    import host.search
+
+    seen = {}
+
+    def record(args) -> int:  # stands in for the real (minutes-long) search: dispatch only
+        seen.update(vars(args))
+        return 7
+
+    monkeypatch.setattr(host.search, "run_search", record)
+    assert main([]) == 7
+    assert seen["command"] == "search" and seen["device"] is None  # search's own defaults
+    assert "running `hadmc-host search`" in capsys.readouterr().err
+
+
+def test_search_without_its_module_says_so(monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "host.search", None)  # import now raises ImportError
+    assert main(["search"]) == 2
+    assert "host.search cannot be imported" in capsys.readouterr().err
+
+
+def test_report_of_missing_dir_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "run directory not found" in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_renders_a_run_dir_and_prints_where(tmp_path: Path, capsys) -> None:
+    from host.store import ResultsStore
+
+    with ResultsStore(tmp_path):  # an empty run: the report must still render
+        pass
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert str((tmp_path / "report.html").resolve()) in out
+    assert (tmp_path / "report.html").stat().st_size > 0
