@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +143,11 @@ def _resolve_args(args: argparse.Namespace) -> tuple[argparse.Namespace, Path, b
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
     if args.finetune_steps < 0:
         raise ValueError("--finetune-steps must be >= 0")
+    if args.measure_seconds <= 0 or args.warmup_seconds < 0:
+        raise ValueError("--measure-seconds must be > 0 and --warmup-seconds >= 0")
+    from hadmc.reward import Limits
+
+    Limits(args.max_latency_ms, args.max_accuracy_drop, args.max_memory_mb)  # validates
     run_dir = Path(args.out or f"outputs/run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     if (run_dir / "results.sqlite").exists():
         raise ValueError(f"{run_dir} already holds a run; use --resume {run_dir} or a new --out")
@@ -183,7 +186,6 @@ def run_search(args: argparse.Namespace, hooks: dict[str, Any] | None = None) ->
     run = None
     try:
         from hadmc.data import DataError
-
         from host.search_run import SearchRun
         from host.user_model import UserModelError
 
@@ -200,14 +202,6 @@ def run_search(args: argparse.Namespace, hooks: dict[str, Any] | None = None) ->
         device.close()
         if run is not None and run.evaluator.device is not device:
             run.evaluator.device.close()  # a local agent restarted during the search
-
-
-def jsonable(x: Any) -> Any:
-    if hasattr(x, "__dataclass_fields__"):
-        return asdict(x)
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def measure_options(args: argparse.Namespace) -> MeasureOptions:
