@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 LISTENING_PREFIX = "HADMC_DEVICE_LISTENING "
 DEFAULT_STARTUP_TIMEOUT_S = 60.0
-STOP_GRACE_S = 5.0
+# The agent's own shutdown grace is 5 s (its --grace default); kill only after that.
+STOP_GRACE_S = 8.0
+AGENT_TOKEN_ENV = "HADMC_DEVICE_TOKEN"  # read by device_agent when --token is not given
 
 _LIVE: set[LocalAgent] = set()
 _LIVE_LOCK = threading.Lock()
@@ -109,8 +111,11 @@ class LocalAgent:
             str(self.cache_dir),
             *extra_args,
         ]
+        # The token travels in the environment, not argv, so `ps` does not show it; an
+        # inherited one is dropped when we have none, or the agent would demand it.
+        env = {k: v for k, v in os.environ.items() if k != AGENT_TOKEN_ENV}
         if token:
-            cmd += ["--token", token]
+            env[AGENT_TOKEN_ENV] = token
         self._stderr_file = open(self._stderr_path, "w+b")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
             cmd,
@@ -119,6 +124,7 @@ class LocalAgent:
             stderr=self._stderr_file,
             text=True,
             bufsize=1,
+            env=env,
         )
         with _LIVE_LOCK:
             _LIVE.add(self)

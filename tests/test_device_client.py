@@ -14,6 +14,7 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
+import psutil
 import pytest
 
 from hadmc.hal import ENERGY_STATUSES, ArtifactSpec, DeviceError, MeasureOptions
@@ -78,6 +79,7 @@ def agent() -> LocalAgent:
 
 
 def test_measure_real_model_then_second_upload_sends_nothing(agent: LocalAgent, tiny) -> None:
+    assert TOKEN not in " ".join(psutil.Process(agent.pid).cmdline())  # not visible in ps
     with RemoteDevice(agent.address, token=TOKEN) as dev:
         assert dev.health() is True
         info = dev.info()

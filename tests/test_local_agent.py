@@ -38,7 +38,9 @@ def test_start_stop_leaves_no_process_and_no_cache_dir() -> None:
     assert not cache_dir.exists()
 
 
-def test_local_device_labels_itself_and_closes_its_agent() -> None:
+def test_local_device_labels_itself_and_closes_its_agent(monkeypatch) -> None:
+    # A token for some other agent in the environment must not lock us out of our own.
+    monkeypatch.setenv("HADMC_DEVICE_TOKEN", "meant-for-another-agent")
     device = open_device(None)
     assert isinstance(device, LocalDevice)
     assert device.name == f"local ({device.address})"
