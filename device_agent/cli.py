@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--grace", type=float, default=5.0, help="shutdown grace period (s)")
     p.add_argument(
+        "--no-prewarm",
+        action="store_true",
+        help="do not keep a spare worker process ready between Profile calls (saves its RSS)",
+    )
+    p.add_argument(
         "--insecure",
         action="store_true",
         help="allow binding a non-loopback address without a token (trusted networks only)",
@@ -92,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         worker_timeout_s=args.worker_timeout,
         token_required=bool(args.token),
         sysfs_root=args.sysfs_root,
+        prewarm_worker=not args.no_prewarm,
     )
     opts = ServerOptions(
         host=args.host,

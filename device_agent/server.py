@@ -84,3 +84,4 @@ def stop_server(running: RunningServer, grace_s: float) -> None:
     """Health goes NOT_SERVING first, so balancers and hosts stop sending, then drain."""
     running.health.enter_graceful_shutdown()
     running.server.stop(grace_s).wait()
+    running.service.close()

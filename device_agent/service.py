@@ -22,7 +22,7 @@ import grpc
 from device_agent import __version__, power, runtimes, security, sysinfo
 from device_agent.errors import AgentError
 from device_agent.storage import ChunkStore
-from device_agent.worker import FAULT_ENV, WorkerFailure, run_worker
+from device_agent.worker import FAULT_ENV, WorkerFailure, WorkerLauncher, run_worker
 from protos import ERROR_TRAILER_KEY
 from protos import hadmc_device_pb2 as pb
 from protos import hadmc_device_pb2_grpc as pb_grpc
@@ -55,6 +55,7 @@ class AgentConfig:
     token_required: bool = False
     sysfs_root: Path = Path("/")
     default_max_seconds: float = 10.0
+    prewarm_worker: bool = True
 
 
 def abort(context: grpc.ServicerContext, err: AgentError) -> NoReturn:
@@ -73,6 +74,11 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
         self.models_dir = Path(config.cache_dir) / "models"
         self.models_dir.mkdir(parents=True, exist_ok=True)
         self._measure_lock = threading.Lock()
+        self.launcher = WorkerLauncher(config.prewarm_worker)
+
+    def close(self) -> None:
+        """Stop the spare worker, if any."""
+        self.launcher.close()
 
     # -- GetInfo ---------------------------------------------------------------------------
     def GetInfo(self, request: pb.GetInfoRequest, context: grpc.ServicerContext) -> Any:
@@ -209,7 +215,7 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
             with self._measure_lock:
                 queue_wait_s = time.perf_counter() - t_queue
                 try:
-                    out = run_worker(wreq, timeout_s)
+                    out = run_worker(wreq, timeout_s, self.launcher)
                 except WorkerFailure as exc:
                     code = pb.WORKER_TIMEOUT if exc.kind == "timeout" else pb.WORKER_CRASHED
                     raise AgentError(code, str(exc)) from None

@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict
 from typing import Any
@@ -34,16 +35,71 @@ class WorkerFailure(Exception):
         self.kind = kind
 
 
-def run_worker(request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """Run one measurement; returns the worker's JSON (which may carry an ``error``)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "device_agent.worker"],
+def _spawn(runtime: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "device_agent.worker", "--preload", runtime],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group: a timeout kills runtime threads too
     )
+
+
+class WorkerLauncher:
+    """Hands out fresh worker processes, one per measurement.
+
+    With ``prewarm``, after each measurement one spare worker is started for the same runtime;
+    it imports numpy and the runtime, then blocks reading its request. The next Profile then
+    skips interpreter start-up and imports (most of a call's overhead on a small board) while
+    every measurement still gets a process of its own. The spare is started only after the
+    previous worker has exited, so its imports never overlap a timed window.
+    """
+
+    def __init__(self, prewarm: bool = True) -> None:
+        self.prewarm = prewarm
+        self._spare: tuple[str, subprocess.Popen[str]] | None = None
+        self._lock = threading.Lock()
+
+    def take(self, runtime: str) -> subprocess.Popen[str]:
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            if spare[0] == runtime and spare[1].poll() is None:
+                return spare[1]
+            _kill_group(spare[1])
+            spare[1].communicate()
+        return _spawn(runtime)
+
+    def refill(self, runtime: str) -> None:
+        if self.prewarm:
+            with self._lock:
+                if self._spare is None:
+                    self._spare = (runtime, _spawn(runtime))
+
+    def close(self) -> None:
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            _kill_group(spare[1])
+            spare[1].communicate()
+
+
+def run_worker(
+    request: dict[str, Any], timeout_s: float, launcher: WorkerLauncher | None = None
+) -> dict[str, Any]:
+    """Run one measurement; returns the worker's JSON (which may carry an ``error``)."""
+    launcher = launcher or WorkerLauncher(prewarm=False)
+    proc = launcher.take(request["runtime"])
+    try:
+        return _communicate(proc, request, timeout_s)
+    finally:
+        launcher.refill(request["runtime"])
+
+
+def _communicate(
+    proc: subprocess.Popen[str], request: dict[str, Any], timeout_s: float
+) -> dict[str, Any]:
     try:
         out, err = proc.communicate(json.dumps(request), timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -157,8 +213,29 @@ def _measure(req: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _preload(runtime: str) -> None:
+    """Import what the measurement needs before the request arrives (see WorkerLauncher).
+    Import errors are ignored here and reported by ``_measure``."""
+    import numpy  # noqa: F401
+
+    from device_agent import measure  # noqa: F401
+
+    try:
+        if runtime == "onnxruntime":
+            import onnxruntime  # noqa: F401
+        elif runtime == "litert":
+            import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        pass
+
+
 def main() -> int:
-    req = json.loads(sys.stdin.read())
+    if len(sys.argv) == 3 and sys.argv[1] == "--preload":
+        _preload(sys.argv[2])
+    raw = sys.stdin.read()
+    if not raw:  # the agent went away before sending a request (spare worker): just exit
+        return 0
+    req = json.loads(raw)
     result = _measure(req)
     sys.stdout.write(RESULT_MARKER + json.dumps(result) + "\n")
     sys.stdout.flush()

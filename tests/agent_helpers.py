@@ -78,9 +78,11 @@ def start_agent(
     return Agent(proc, line.split()[1], token, cold)
 
 
-def onnx_cnn(seed: int = 0, channels: int = 32, bump_layer: int | None = None) -> bytes:
+def onnx_cnn(
+    seed: int = 0, channels: int = 32, bump_layer: int | None = None, hw: int = 16
+) -> bytes:
     """A small real CNN (4 conv + global pool + gemm) built with onnx.helper; weights are
-    seeded, and ``bump_layer`` changes that one conv's weights only."""
+    seeded, ``hw`` is the input size, and ``bump_layer`` changes that one conv's weights only."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -104,7 +106,7 @@ def onnx_cnn(seed: int = 0, channels: int = 32, bump_layer: int | None = None) -
     graph = helper.make_graph(
         nodes,
         "cnn",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, hw, hw])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
         inits,
     )

@@ -48,7 +48,7 @@ def test_hang_is_killed_at_timeout(agent: Agent) -> None:
 
 
 def test_hook_is_inert_without_env(tmp_path) -> None:  # noqa: ANN001
-    a = start_agent(tmp_path)
+    a = start_agent(tmp_path, ["--no-prewarm"])  # also covers the no-spare-worker path
     try:
         manifest, _ = upload(a, onnx_cnn(seed=9), name="fault:crash")
         assert a.stub().Profile(profile_request(manifest)).latency.n >= 10
