@@ -21,6 +21,10 @@ from hadmc.hal import ArtifactSpec, DeviceError, MeasureOptions
 from host.devices import open_device
 
 SUFFIX_FORMAT = {".onnx": ("onnx", "onnxruntime"), ".tflite": ("tflite", "litert")}
+SIM_NEEDS_MACS = (
+    "a sim: device estimates from the model's multiply-accumulates, which hadmc-host profile "
+    "counts only for .onnx files"
+)
 # ONNX ops whose presence means integer kernels (QDQ or QOperator int8 graphs).
 INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger"}
 
@@ -45,8 +49,9 @@ def artifact_spec_for(
 ) -> ArtifactSpec:
     """An ArtifactSpec for a model file: format from the suffix, input (and MACs) from ONNX.
 
-    For .tflite the input is left empty (the agent feeds the model's own input shapes) and
-    MACs are unknown, so ``sim:`` devices will say they need them.
+    For .tflite, input and precision come from the LiteRT interpreter when it is installed
+    (else the agent feeds the model's own input); MACs are not counted, so ``sim:`` devices
+    get a row saying they need them.
     """
     path = Path(path)
     if not path.is_file():
@@ -59,6 +64,8 @@ def artifact_spec_for(
     )
     if fmt == "onnx":
         _fill_from_onnx(spec)
+    else:
+        _fill_from_tflite(spec)
     if input_shape is not None:
         spec.input_shape = tuple(input_shape)
     return spec
@@ -98,6 +105,29 @@ def _fill_from_onnx(spec: ArtifactSpec) -> None:
     except Exception:  # noqa: BLE001 - MACs are optional; sim will report them missing
         return
     spec.macs = _count_macs(inferred) or None
+
+
+def _fill_from_tflite(spec: ArtifactSpec) -> None:
+    """Input and precision from the LiteRT interpreter, where it is installed on the host."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        return  # the agent then feeds the model's own input; precision stays unknown (fp32)
+    try:
+        interpreter = Interpreter(model_path=str(spec.path))
+    except Exception as exc:  # noqa: BLE001 - any load failure is "not a valid .tflite file"
+        raise DeviceError(
+            "invalid_model", f"{spec.path.name}: not a loadable TFLite model ({exc})"
+        ) from None
+    first = interpreter.get_input_details()[0]
+    spec.input_name = str(first["name"])
+    spec.input_shape = tuple(int(d) if d > 0 else 1 for d in first["shape"])
+    spec.input_dtype = first["dtype"].__name__
+    kinds = {d["dtype"].__name__ for d in interpreter.get_tensor_details()}
+    if kinds & {"int8", "uint8"}:
+        spec.precision = "mixed" if "float32" in kinds else "int8"
+    elif "float16" in kinds:
+        spec.precision = "fp16"
 
 
 def _count_macs(graph: Any) -> int:
@@ -191,6 +221,8 @@ def profile_fleet(
     def one(address: str | None) -> FleetRow:
         start = time.monotonic()
         label = None
+        if address is not None and address.startswith("sim:") and artifact.macs is None:
+            return _failed(address, start, DeviceError("invalid_model", SIM_NEEDS_MACS))
         try:
             device = open_device(
                 address,

@@ -156,3 +156,27 @@ def test_report_renders_a_run_dir_and_prints_where(tmp_path: Path, capsys) -> No
     out = capsys.readouterr().out
     assert str((tmp_path / "report.html").resolve()) in out
     assert (tmp_path / "report.html").stat().st_size > 0
+
+
+TFLITE_SCRIPT = """
+import sys, torch, litert_torch
+torch.manual_seed(0)
+m = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                        torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 10)).eval()
+litert_torch.convert(m, (torch.randn(1, 1, 8, 8),)).export(sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_profile_tflite_on_an_agent(tmp_path: Path, two_agents: list[str]) -> None:
+    path = tmp_path / "tiny.tflite"
+    # A subprocess keeps the converter (jax, ~1 GB of imports) out of the test process.
+    subprocess.run([sys.executable, "-c", TFLITE_SCRIPT, str(path)], check=True, timeout=300)
+    spec = artifact_spec_for(path)
+    assert (spec.format, spec.runtime, spec.precision) == ("tflite", "litert", "fp32")
+    assert spec.input_shape == (1, 1, 8, 8) and spec.input_dtype == "float32"
+    out = hadmc_host("profile", str(path), "--device", two_agents[0], "--json", *FAST_FLAGS)
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)["results"][0]
+    assert row["ok"] and row["measurement"]["provenance"]["runtime"] == "litert"
+    assert row["measurement"]["latency_ms_p50"] > 0
