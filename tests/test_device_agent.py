@@ -184,3 +184,12 @@ def test_concurrent_profiles_do_not_overlap(agent: Agent) -> None:
     assert max(r.provenance.queue_wait_seconds for r in results) > 0.1
     for r in results:
         check_stats(r)
+
+
+def test_reflection_lists_services(agent: Agent) -> None:
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    services = ProtoReflectionDescriptorDatabase(agent.channel()).get_services()
+    assert "hadmc.device.v1.DeviceAgent" in services and "grpc.health.v1.Health" in services
