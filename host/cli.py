@@ -247,7 +247,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 def _cmd_devices(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from host.fleet import describe_devices, print_devices_table
+    from host.fleet import describe_devices
 
     rows = describe_devices(_devices_arg(args), _fleet_config(args))
     if args.json:
@@ -297,6 +297,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hadmc-host`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # gRPC's C core logs handshake failures as raw lines on stderr; our errors say it better.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     command = _command_in(argv)
     if command is None and not any(a in ("-h", "--help", "--version") for a in argv):
         print(
@@ -318,3 +320,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hadmc-host: interrupted", file=sys.stderr)
         return 130
+
+
+def print_devices_table(rows: list[Any]) -> None:
+    """A rich table of GetInfo + health per device."""
+    from rich.table import Table
+
+    from host.fleet import console_for_stdout
+
+    table = Table(title="devices")
+    columns = ("device", "health", "agent", "arch", "cpu", "cores phys/logical")
+    for col in (*columns, "memory MB free/total", "runtimes", "power sources", "token"):
+        table.add_column(col)
+    for r in rows:
+        i = r.info or {}
+        health = (
+            "[green]serving" if r.healthy else f"[red]{r.error_code or 'down'}: {r.error or ''}"
+        )
+        if i.get("source") == "simulated":  # SimulatedDevice.info() has its own shape
+            sim = [i.get("arch", "-"), i.get("cpu", "-"), str(i.get("cores", "-"))]
+            runtimes = ", ".join(i.get("runtimes", []))
+            table.add_row(
+                r.label,
+                "simulated",
+                "-",
+                *sim,
+                str(i.get("ram_mb", "-")),
+                runtimes,
+                "simulated",
+                "-",
+            )
+            continue
+        runtimes = ", ".join(
+            f"{rt['runtime']} {rt['version']}" if rt["available"] else f"{rt['runtime']} (missing)"
+            for rt in i.get("runtimes", [])
+        )
+        power = ", ".join(
+            f"{s['kind']}{'' if s['readable'] else ' (unreadable)'}"
+            for s in i.get("power_sources", [])
+        )
+        memory = (
+            f"{i['memory_available_bytes'] / 2**20:.0f} / {i['memory_total_bytes'] / 2**20:.0f}"
+            if i
+            else "-"
+        )
+        cores = f"{i['cpu_cores_physical']}/{i['cpu_cores_logical']}" if i else "-"
+        table.add_row(
+            r.label,
+            health,
+            i.get("agent_version", "-"),
+            i.get("arch", "-"),
+            i.get("cpu_model", "-"),
+            cores,
+            memory,
+            runtimes or "-",
+            power or "none",
+            ("required" if i.get("token_required") else "no") if i else "-",
+        )
+    console_for_stdout().print(table)

@@ -28,6 +28,7 @@ from hadmc.hal import (
     Measurement,
     MeasureOptions,
 )
+from host.devices import device_info_to_dict, provenance_to_dict
 from protos import AUTH_METADATA_KEY, ERROR_TRAILER_KEY
 from protos import hadmc_device_pb2 as pb
 from protos import hadmc_device_pb2_grpc as pb_grpc
@@ -117,9 +118,15 @@ def map_rpc_error(err: grpc.RpcError, address: str, what: str) -> DeviceError | 
     if perr is not None and perr.code == pb.RUNTIME_UNAVAILABLE:
         return DeviceError("runtime_unavailable", f"{address}: {what}: {message}")
     if status == grpc.StatusCode.UNAVAILABLE:
+        hint = "is hadmc-device running there?"
+        lowered = message.lower()
+        if "tls" in lowered or "ssl" in lowered or "handshake" in lowered:
+            hint = "the agent does not speak TLS: drop --tls-ca"
+        elif "socket closed" in lowered:
+            hint = "if the agent was started with --tls-cert, pass its CA with --tls-ca"
         return DeviceError(
             "unreachable",
-            f"cannot reach device agent at {address} ({message}); is hadmc-device running there?",
+            f"cannot reach device agent at {address} ({message}); {hint}",
             retryable=True,
         )
     if status == grpc.StatusCode.DEADLINE_EXCEEDED and perr is None and what != "Profile":
@@ -390,62 +397,3 @@ def _validate(artifact: ArtifactSpec) -> tuple[int, int, list[pb.TensorSpec]]:
             )
         )
     return FORMATS[artifact.format], RUNTIMES[artifact.runtime], inputs
-
-
-def _tensor_spec_to_dict(t: pb.TensorSpec) -> dict[str, Any]:
-    return {"name": t.name, "shape": list(t.shape), "dtype": pb.DataType.Name(t.dtype).lower()}
-
-
-def provenance_to_dict(p: pb.Provenance) -> dict[str, Any]:
-    return {
-        "agent_version": p.agent_version,
-        "hostname": p.hostname,
-        "runtime": p.runtime,
-        "runtime_version": p.runtime_version,
-        "threads": p.threads,
-        "inputs": [_tensor_spec_to_dict(t) for t in p.inputs],
-        "cpu_governor": p.cpu_governor,
-        "cpu_temperature_c": _opt(p, "cpu_temperature_c"),
-        "queue_wait_seconds": p.queue_wait_seconds,
-        "window_start_unix": p.window_start_unix,
-        "window_end_unix": p.window_end_unix,
-        "execution_provider": p.execution_provider,
-    }
-
-
-def device_info_to_dict(m: pb.DeviceInfo, address: str) -> dict[str, Any]:
-    """DeviceInfo as JSON-friendly types (MessageToDict would turn uint64 into strings)."""
-    return {
-        "address": address,
-        "agent_version": m.agent_version,
-        "hostname": m.hostname,
-        "arch": m.arch,
-        "cpu_model": m.cpu_model,
-        "cpu_cores_logical": m.cpu_cores_logical,
-        "cpu_cores_physical": m.cpu_cores_physical,
-        "memory_total_bytes": m.memory_total_bytes,
-        "memory_available_bytes": m.memory_available_bytes,
-        "os": m.os,
-        "python_version": m.python_version,
-        "runtimes": [
-            {
-                "runtime": pb.Runtime.Name(r.runtime).lower(),
-                "available": r.available,
-                "version": r.version,
-                "unavailable_reason": r.unavailable_reason,
-                "formats": [pb.ModelFormat.Name(f).lower() for f in r.formats],
-            }
-            for r in m.runtimes
-        ],
-        "power_sources": [
-            {"kind": s.kind, "path": s.path, "readable": s.readable, "detail": s.detail}
-            for s in m.power_sources
-        ],
-        "max_model_bytes": m.max_model_bytes,
-        "max_chunk_bytes": m.max_chunk_bytes,
-        "cache_capacity_bytes": m.cache_capacity_bytes,
-        "cache_used_bytes": m.cache_used_bytes,
-        "cpu_governor": m.cpu_governor,
-        "cpu_temperature_c": _opt(m, "cpu_temperature_c"),
-        "token_required": m.token_required,
-    }

@@ -317,7 +317,7 @@ def fleet_json(artifact: ArtifactSpec, options: MeasureOptions, rows: list[Fleet
 
 
 # -- rendering --------------------------------------------------------------------------------
-def _console() -> Any:
+def console_for_stdout() -> Any:
     import sys
 
     from rich.console import Console
@@ -369,60 +369,4 @@ def print_profile_table(artifact: ArtifactSpec, rows: list[FleetRow]) -> None:
             str(m["upload_bytes"]),
             "[green]ok" if m["source"] == "device" else f"[yellow]{m['source']}",
         )
-    _console().print(table)
-
-
-def print_devices_table(rows: list[FleetRow]) -> None:
-    """A rich table of GetInfo + health per device."""
-    from rich.table import Table
-
-    table = Table(title="devices")
-    columns = ("device", "health", "agent", "arch", "cpu", "cores phys/logical")
-    for col in (*columns, "memory MB free/total", "runtimes", "power sources", "token"):
-        table.add_column(col)
-    for r in rows:
-        i = r.info or {}
-        health = (
-            "[green]serving" if r.healthy else f"[red]{r.error_code or 'down'}: {r.error or ''}"
-        )
-        if i.get("source") == "simulated":  # SimulatedDevice.info() has its own shape
-            sim = [i.get("arch", "-"), i.get("cpu", "-"), str(i.get("cores", "-"))]
-            runtimes = ", ".join(i.get("runtimes", []))
-            table.add_row(
-                r.label,
-                "simulated",
-                "-",
-                *sim,
-                str(i.get("ram_mb", "-")),
-                runtimes,
-                "simulated",
-                "-",
-            )
-            continue
-        runtimes = ", ".join(
-            f"{rt['runtime']} {rt['version']}" if rt["available"] else f"{rt['runtime']} (missing)"
-            for rt in i.get("runtimes", [])
-        )
-        power = ", ".join(
-            f"{s['kind']}{'' if s['readable'] else ' (unreadable)'}"
-            for s in i.get("power_sources", [])
-        )
-        memory = (
-            f"{i['memory_available_bytes'] / 2**20:.0f} / {i['memory_total_bytes'] / 2**20:.0f}"
-            if i
-            else "-"
-        )
-        cores = f"{i['cpu_cores_physical']}/{i['cpu_cores_logical']}" if i else "-"
-        table.add_row(
-            r.label,
-            health,
-            i.get("agent_version", "-"),
-            i.get("arch", "-"),
-            i.get("cpu_model", "-"),
-            cores,
-            memory,
-            runtimes or "-",
-            power or "none",
-            ("required" if i.get("token_required") else "no") if i else "-",
-        )
-    _console().print(table)
+    console_for_stdout().print(table)

@@ -290,4 +290,4 @@ def test_tls_agent_with_ca_works_and_plaintext_client_is_refused(tmp_path) -> No
         with RemoteDevice(tls_agent.address, retries=0) as plain:
             with pytest.raises(DeviceError) as err:
                 plain.info()
-            assert err.value.code == "unreachable"
+            assert err.value.code == "unreachable" and "--tls-ca" in str(err.value)
