@@ -105,6 +105,12 @@ def test_bad_model_file_is_one_line_exit_2(tmp_path: Path) -> None:
 def test_help_exits_zero_and_is_fast_to_build() -> None:
     out = hadmc_host("--help", timeout_s=30)
     assert out.returncode == 0 and all(c in out.stdout for c in ("search", "profile", "devices"))
+    imports = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "host", "--help"],
+        capture_output=True, text=True, timeout=30,
+    ).stderr  # fmt: skip
+    assert "host.cli" in imports
+    assert not any(heavy in imports for heavy in (" torch", " grpc", " onnx", " rich"))
     out = hadmc_host("search", "--help", timeout_s=60)
     assert out.returncode == 0 and "--device" in out.stdout
     out = hadmc_host("profile", "--help", timeout_s=30)
