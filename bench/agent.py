@@ -136,6 +136,9 @@ def main() -> int:
                 overheads.append((wall - window) * 1000)
                 p50s.append(r.latency.p50_ms)
                 direct.append(direct_p50_ms(data))  # interleaved: same machine load
+            time.sleep(2.0)
+            spare = psutil.Process(agent.proc.pid).children()
+            out["spare_worker_rss_mb"] = sum(c.memory_info().rss for c in spare) / 2**20
         finally:
             agent.stop()
     overhead = statistics.median(overheads)
@@ -167,6 +170,7 @@ def main() -> int:
         ("  ... minus the 0.5 s warm-up budget (ms)", f"{overhead - warmup_ms:.0f}"),
         ("cold start to LISTENING (s)", f"{out['cold_start_s']['median']:.2f}"),
         ("idle RSS (MB)", f"{out['idle_rss_mb']['median']:.1f}"),
+        ("spare pre-warmed worker RSS (MB)", f"{out['spare_worker_rss_mb']:.1f}"),
         ("full upload (B)", f"{ub['full']}"),
         ("same model again (B)", f"{ub['same_model_again']}"),
         ("one layer changed (B)", f"{ub['one_layer_changed']}"),

@@ -193,3 +193,23 @@ def test_reflection_lists_services(agent: Agent) -> None:
 
     services = ProtoReflectionDescriptorDatabase(agent.channel()).get_services()
     assert "hadmc.device.v1.DeviceAgent" in services and "grpc.health.v1.Health" in services
+
+
+def test_power_measured_end_to_end_from_fake_sysfs(tmp_path) -> None:  # noqa: ANN001
+    """A board with a battery sensor (fake tree at 5 W): the worker reads it over the window."""
+    bat = tmp_path / "root/sys/class/power_supply/BAT0"
+    bat.mkdir(parents=True)
+    (bat / "power_now").write_text("5000000\n")  # uW
+    a = start_agent(tmp_path / "cache", ["--sysfs-root", str(tmp_path / "root")])
+    try:
+        info = a.stub().GetInfo(pb.GetInfoRequest())
+        assert [(s.kind, s.readable) for s in info.power_sources] == [("power_supply", True)]
+        manifest, _ = upload(a, onnx_cnn(seed=12))
+        p = a.stub().Profile(profile_request(manifest, read_power=True)).power
+        assert p.status == "measured" and p.source.endswith("BAT0")
+        assert p.mean_power_w == pytest.approx(5.0) and p.idle_power_w == pytest.approx(5.0)
+        assert p.window_seconds > 0.04
+        r = a.stub().Profile(profile_request(manifest, read_power=True))
+        assert r.power.energy_per_inference_mj == pytest.approx(5.0 * r.latency.mean_ms)
+    finally:
+        a.stop()
