@@ -7,6 +7,7 @@ would steal cores and skew both); the time spent waiting for it is reported as
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import tempfile
@@ -36,6 +37,7 @@ DTYPE_NAMES = {
     pb.INT64: "int64",
 }
 DTYPE_ENUMS = {v: k for k, v in DTYPE_NAMES.items()}
+MAX_INPUT_ELEMENTS = 1 << 28  # 1 GiB of float32 per input: beyond any edge model's input
 WORKER_ERRORS = {
     "invalid_model": pb.INVALID_MODEL,
     "invalid_request": pb.INVALID_REQUEST,
@@ -73,6 +75,8 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
         )
         self.models_dir = Path(config.cache_dir) / "models"
         self.models_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.models_dir.glob("*.model"):  # left by an agent that was killed
+            stale.unlink(missing_ok=True)
         self._measure_lock = threading.Lock()
         self.launcher = WorkerLauncher(config.prewarm_worker)
 
@@ -168,6 +172,8 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
                 raise AgentError(pb.INVALID_REQUEST, f"unsupported input dtype {spec.dtype}")
             if any(d <= 0 for d in spec.shape):
                 raise AgentError(pb.INVALID_REQUEST, f"input shape must be concrete: {spec.shape}")
+            if math.prod(spec.shape) > MAX_INPUT_ELEMENTS:
+                raise AgentError(pb.TOO_LARGE, f"input of shape {list(spec.shape)} is too large")
         status = runtimes.detect(req.runtime)
         if not status.available:
             raise AgentError(

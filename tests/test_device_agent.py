@@ -213,3 +213,18 @@ def test_power_measured_end_to_end_from_fake_sysfs(tmp_path) -> None:  # noqa: A
         assert r.power.energy_per_inference_mj == pytest.approx(5.0 * r.latency.mean_ms)
     finally:
         a.stop()
+
+
+def test_bad_inputs(agent: Agent) -> None:
+    manifest, _ = upload(agent, onnx_cnn(seed=13))
+    stub = agent.stub()
+    wrong = [pb.TensorSpec(shape=[1, 5, 16, 16], dtype=pb.FLOAT32)]  # model wants 3 channels
+    with pytest.raises(grpc.RpcError) as exc:
+        stub.Profile(profile_request(manifest, inputs=wrong))
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_of(exc.value).code == pb.INVALID_REQUEST
+    huge = [pb.TensorSpec(shape=[1 << 20, 3, 16, 16], dtype=pb.FLOAT32)]
+    with pytest.raises(grpc.RpcError) as exc:
+        stub.Profile(profile_request(manifest, inputs=huge))
+    assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert stub.Profile(profile_request(manifest)).latency.n >= 10
