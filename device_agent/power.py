@@ -38,6 +38,9 @@ class PowerReader:
     readable: bool = True
     detail: str = ""
     is_counter: bool = False
+    # Sampling period of instantaneous sensors: a sysfs read costs microseconds, but spawning
+    # vcgencmd costs ~10 ms of CPU, which would perturb the timed runs if done every 10 ms.
+    sample_interval_s: float = 0.01
 
     def read_power_w(self) -> float:  # instantaneous sensors
         raise NotImplementedError
@@ -139,6 +142,7 @@ class Pi5PmicReader(PowerReader):
     def __init__(
         self, command: Sequence[str], runner: CommandRunner = _run_command, **kw: object
     ) -> None:
+        kw.setdefault("sample_interval_s", 0.2)
         super().__init__("pi5_pmic", " ".join(command), **kw)  # type: ignore[arg-type]
         self.command = tuple(command)
         self.runner = runner
@@ -188,9 +192,9 @@ class EnergyMeter:
     instantaneous sensors are sampled every ``interval_s`` by a thread.
     """
 
-    def __init__(self, reader: PowerReader, interval_s: float = 0.01) -> None:
+    def __init__(self, reader: PowerReader, interval_s: float | None = None) -> None:
         self.reader = reader
-        self.interval_s = interval_s
+        self.interval_s = reader.sample_interval_s if interval_s is None else interval_s
         self._samples: list[float] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
