@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("/"),
         help="root under which /sys and /proc-style sensor files are read (testing)",
     )
+    p.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop serving when the process that started this agent exits (used by "
+        "hadmc-host's local agent, so a killed host never leaves an agent behind)",
+    )
     p.add_argument("--version", action="version", version=f"hadmc-device {__version__}")
     return p
 
@@ -114,7 +120,25 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if args.exit_with_parent:
+        _watch_parent(stop)
     print(f"HADMC_DEVICE_LISTENING {running.address}", flush=True)
     stop.wait()
     stop_server(running, args.grace)
     return 0
+
+
+def _watch_parent(stop: threading.Event, poll_s: float = 0.5) -> None:
+    """Set ``stop`` once our parent is gone (we are re-parented, so getppid changes).
+
+    Polling is portable (Linux and macOS boards); PR_SET_PDEATHSIG would fire when the
+    *thread* that spawned us exits, which is wrong for hosts that start agents from threads.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not stop.wait(poll_s):
+            if os.getppid() != parent:
+                stop.set()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

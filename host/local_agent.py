@@ -109,6 +109,8 @@ class LocalAgent:
             "0",
             "--cache-dir",
             str(self.cache_dir),
+            # A host killed with SIGKILL runs no atexit hook: the agent watches for that itself.
+            "--exit-with-parent",
             *extra_args,
         ]
         # The token travels in the environment, not argv, so `ps` does not show it; an

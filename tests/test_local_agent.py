@@ -95,3 +95,22 @@ def test_interrupted_parent_takes_the_agent_down(signum: int) -> None:
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+def test_parent_killed_with_sigkill_does_not_orphan_the_agent() -> None:
+    # SIGKILL runs no handler and no atexit hook: the agent's --exit-with-parent watch must act.
+    parent = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        line = parent.stdout.readline()
+        assert line.startswith("AGENT_PID"), parent.stderr.read()
+        agent_pid = int(line.split()[1])
+        assert agent_pid_alive(agent_pid)
+        parent.kill()
+        parent.wait(timeout=20)
+        assert _gone([agent_pid], timeout_s=10.0)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
