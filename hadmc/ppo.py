@@ -1,0 +1,470 @@
+"""PPO (clipped surrogate, Schulman et al. 2017) for any env following the hadmc protocol.
+
+CleanRL-style single-file logic: ``collect`` fills a rollout buffer with ``n_steps`` kept
+transitions and computes GAE, ``update`` runs K epochs of shuffled minibatches. The env
+protocol (docs/architecture.md): ``reset(seed) -> (obs, info)``, ``step(action_dict) -> (obs,
+reward, terminated, truncated, info)``, ``action_spec``, ``observation_dim``;
+``info["head_mask"]`` says which heads act at the next step, ``info["discard_episode"] is
+True`` on a terminal step drops that whole episode from the buffer.
+
+Callers that drive episodes themselves use ``act`` -> ``add`` -> ``finish_rollout`` ->
+``update``. Checkpoints (``save``/``load``) carry everything the next update depends on.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hadmc.buffer import RolloutBatch, RolloutBuffer
+from hadmc.policy import ActionSpec, HeadSpec, MultiHeadPolicy
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class PPOConfig:
+    """Every PPO hyperparameter (defaults: CleanRL ``ppo.py`` unless noted)."""
+
+    hidden_size: int = 64  # width H of the shared trunk and of the value net
+    learning_rate: float = 2.5e-4  # Adam step size at update 0
+    anneal_lr: bool = True  # linear decay to 0 over ``total_updates`` (spec 2.6)
+    total_updates: int | None = None  # needed for annealing; None = constant LR
+    gamma: float = 0.99  # discount
+    gae_lambda: float = 0.95  # GAE lambda
+    n_epochs: int = 4  # K passes over the rollout per update
+    minibatch_size: int = 64  # transitions per gradient step
+    clip_coef: float = 0.2  # epsilon of the clipped ratio
+    clip_value_loss: bool = True  # clip V(s) to V_old +- clip_coef in the value loss
+    vf_coef: float = 0.5  # c1
+    ent_coef: float = 0.01  # c2 (entropy bonus)
+    max_grad_norm: float = 0.5  # global gradient-norm clip
+    target_kl: float | None = None  # approx-KL early stop of the update; None = off
+    norm_adv: bool = True  # per-minibatch advantage normalisation
+    adam_eps: float = 1e-5  # CleanRL's Adam epsilon
+    init_log_std: float = 0.0  # initial log sigma of Gaussian heads (sigma = 1)
+    max_env_steps_factor: int = 20  # collect() fails after n_steps * this env steps (discards)
+
+    def __post_init__(self) -> None:
+        positive = (
+            "hidden_size",
+            "learning_rate",
+            "n_epochs",
+            "minibatch_size",
+            "max_env_steps_factor",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("clip_coef", "vf_coef", "ent_coef", "max_grad_norm", "adam_eps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.anneal_lr and self.total_updates is not None and self.total_updates <= 0:
+            raise ValueError("PPOConfig.total_updates must be > 0")
+        if self.target_kl is not None and self.target_kl <= 0:
+            raise ValueError("PPOConfig.target_kl must be > 0 or None")
+
+
+@dataclass
+class StepOutput:
+    """One ``act`` result. ``action``: categorical -> int, gaussian -> raw float32 array."""
+
+    action: dict[str, int | np.ndarray]
+    log_prob: float  # joint, masked heads excluded
+    value: float
+    head_mask: np.ndarray  # float32 [n_heads], 1 = acts
+
+
+@dataclass
+class Transition:
+    """What ``collect`` hands its callback after every env step."""
+
+    obs: np.ndarray
+    action: dict[str, int | np.ndarray]
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict[str, Any]
+
+
+@dataclass
+class RolloutStats:
+    env_steps: int  # env.step calls, discarded episodes included
+    steps_kept: int  # transitions in the buffer
+    episodes_finished: int  # kept episodes that ended in this rollout
+    episodes_discarded: int
+    episode_returns: list[float] = field(default_factory=list)
+    episode_lengths: list[int] = field(default_factory=list)
+
+
+@dataclass
+class UpdateStats:
+    """Means over the minibatches actually stepped (all but ``approx_kl`` of the last one)."""
+
+    policy_loss: float
+    value_loss: float
+    entropy: float
+    approx_kl: float
+    clip_fraction: float
+    explained_variance: float
+    learning_rate: float
+    n_samples: int
+    minibatches: int
+    early_stopped: bool
+    first_ratio_max_abs_dev: float  # max |r - 1| on the very first minibatch (should be 0)
+    first_clip_fraction: float
+    logprob_drift: float  # max |acting-time log-prob - recomputed log pi_old|, float noise
+
+
+def clipped_surrogate_loss(
+    ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float
+) -> torch.Tensor:
+    """-E[min(r A, clip(r, 1-eps, 1+eps) A)] (ERRATA rows 2.1 and 2.4/4), to be minimised.
+
+    Written as max of the negated terms; where the clipped term wins (A > 0 and r > 1+eps, or
+    A < 0 and r < 1-eps) the loss is constant in r, so those samples give no gradient.
+    """
+    clipped = torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef)
+    return torch.max(-advantages * ratio, -advantages * clipped).mean()
+
+
+def _as_obs_tensor(obs: np.ndarray, obs_dim: int) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(1, -1)
+    if t.shape[1] != obs_dim:
+        raise ValueError(f"observation has {t.shape[1]} values, expected {obs_dim}")
+    return t
+
+
+class PPO:
+    """Five-agent (any ``ActionSpec``) PPO controller."""
+
+    def __init__(
+        self, obs_dim: int, action_spec: ActionSpec, config: PPOConfig | None = None, seed: int = 0
+    ) -> None:
+        self.obs_dim = int(obs_dim)
+        self.action_spec = action_spec
+        self.config = config if config is not None else PPOConfig()
+        self.seed = int(seed)
+        # Own generators (not the global RNGs): sampling and shuffling stay reproducible no
+        # matter what else in the process draws random numbers, and they are checkpointed.
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.np_rng = np.random.default_rng(self.seed)
+        self.policy = MultiHeadPolicy(
+            self.obs_dim,
+            action_spec,
+            self.config.hidden_size,
+            self.config.init_log_std,
+            generator=self.generator,
+        )
+        self.optimizer = torch.optim.Adam(
+            self.policy.parameters(), lr=self.config.learning_rate, eps=self.config.adam_eps
+        )
+        self.buffer = RolloutBuffer(action_spec, self.obs_dim)
+        self.updates_done = 0
+        self.steps_done = 0  # transitions used for training
+        self.env_steps_done = 0  # env.step calls including discarded episodes
+        self.episodes_started = 0
+        self._env: Any = None
+        self._obs: np.ndarray | None = None
+        self._mask: dict[str, bool] | None = None
+        self._ep_return = 0.0
+        self._ep_len = 0
+
+    # ---- acting ---------------------------------------------------------------------------
+    def act(
+        self,
+        obs: np.ndarray,
+        head_mask: Mapping[str, bool] | None = None,
+        deterministic: bool = False,
+    ) -> StepOutput:
+        """Sample (or take the mode of) a joint action, under no_grad in eval mode."""
+        mask = self.action_spec.mask_vector(head_mask)
+        obs_t = _as_obs_tensor(obs, self.obs_dim)
+        self.policy.eval()
+        with torch.no_grad():
+            mask_t = torch.as_tensor(mask).reshape(1, -1)
+            actions, ev = self.policy.sample(obs_t, mask_t, self.generator, deterministic)
+        out: dict[str, int | np.ndarray] = {}
+        for h in self.action_spec.heads:
+            a = actions[h.name][0]
+            out[h.name] = int(a.item()) if h.kind == "categorical" else a.numpy().astype(np.float32)
+        return StepOutput(out, float(ev.log_prob.item()), float(ev.value.item()), mask)
+
+    def value(self, obs: np.ndarray) -> float:
+        self.policy.eval()
+        with torch.no_grad():
+            return float(self.policy.value(_as_obs_tensor(obs, self.obs_dim)).item())
+
+    def add(
+        self,
+        obs: np.ndarray,
+        step: StepOutput,
+        reward: float,
+        terminated: bool,
+        truncated: bool,
+        next_obs: np.ndarray | None = None,
+    ) -> None:
+        """Store a transition. On a time-limit truncation pass ``next_obs`` (bootstrapped)."""
+        final_value = 0.0
+        if truncated and not terminated:
+            if next_obs is None:
+                raise ValueError("a truncated step needs next_obs to bootstrap V(s_{T+1})")
+            final_value = self.value(next_obs)
+        self.buffer.add(
+            obs, step.action, step.head_mask, step.log_prob, step.value, reward, terminated,
+            truncated, final_value,
+        )  # fmt: skip
+
+    def finish_rollout(self, last_obs: np.ndarray | None, last_done: bool) -> None:
+        """Compute GAE; bootstrap from V(last_obs) unless the last step ended an episode."""
+        last_value = 0.0 if last_done else self.value(last_obs)  # type: ignore[arg-type]
+        self.buffer.compute_returns(
+            last_value, last_done, self.config.gamma, self.config.gae_lambda
+        )
+
+    def _reset_env(self, env: Any) -> None:
+        # Each episode's reset seed derives from (seed, episode index): reproducible, and a
+        # resumed run reseeds exactly where the original would have continued.
+        env_seed = int(
+            np.random.SeedSequence([self.seed, self.episodes_started]).generate_state(1)[0]
+        )
+        obs, info = env.reset(seed=env_seed)
+        self.episodes_started += 1
+        self._obs = np.asarray(obs, dtype=np.float32)
+        self._mask = info.get("head_mask")
+        self._ep_return, self._ep_len = 0.0, 0
+
+    def collect(
+        self, env: Any, n_steps: int, callback: Callable[[Transition], bool | None] | None = None
+    ) -> RolloutStats:
+        """Run ``env`` until ``n_steps`` transitions are kept, then compute GAE.
+
+        Episodes continue across calls with the same env. A terminal step whose
+        ``info.get("discard_episode") is True`` removes its episode from the buffer; those
+        steps do not count toward ``n_steps``. ``callback`` returning False ends the rollout.
+        """
+        if n_steps <= 0:
+            raise ValueError(f"n_steps must be > 0, got {n_steps}")
+        if getattr(env, "action_spec", None) != self.action_spec:
+            raise ValueError("env.action_spec differs from the policy's ActionSpec")
+        if getattr(env, "observation_dim", None) != self.obs_dim:
+            raise ValueError(f"env.observation_dim != {self.obs_dim}")
+        if len(self.buffer):
+            raise RuntimeError("buffer not empty: call update() before collecting again")
+        if env is not self._env:
+            self._env, self._obs = env, None
+        stats = RolloutStats(0, 0, 0, 0)
+        max_env_steps = n_steps * self.config.max_env_steps_factor
+        stop = False
+        while len(self.buffer) < n_steps and not stop:
+            # Reset lazily (not right after a terminal step) so a checkpoint taken at an
+            # episode boundary resumes with the same reset seed the original run would use.
+            if self._obs is None:
+                self._reset_env(env)
+            obs = self._obs
+            assert obs is not None
+            step = self.act(obs, self._mask)
+            next_obs, reward, terminated, truncated, info = env.step(step.action)
+            stats.env_steps += 1
+            self._ep_return += float(reward)
+            self._ep_len += 1
+            self.add(obs, step, float(reward), terminated, truncated, next_obs)
+            if callback is not None:
+                t = Transition(obs, step.action, float(reward), terminated, truncated, info)
+                stop = callback(t) is False
+            if terminated or truncated:
+                if info.get("discard_episode") is True:
+                    self.buffer.discard_last_episode()
+                    stats.episodes_discarded += 1
+                else:
+                    stats.episodes_finished += 1
+                    stats.episode_returns.append(self._ep_return)
+                    stats.episode_lengths.append(self._ep_len)
+                self._obs, self._mask = None, None
+            else:
+                self._obs = np.asarray(next_obs, dtype=np.float32)
+                self._mask = info.get("head_mask")
+            if stats.env_steps >= max_env_steps and len(self.buffer) < n_steps:
+                raise RuntimeError(
+                    f"collect: {stats.env_steps} env steps but only {len(self.buffer)} kept "
+                    f"transitions (episodes discarded: {stats.episodes_discarded})"
+                )
+        stats.steps_kept = len(self.buffer)
+        self.steps_done += stats.steps_kept
+        self.env_steps_done += stats.env_steps
+        if stats.steps_kept:
+            last_done = self.buffer.terminated[-1] or self.buffer.truncated[-1]
+            self.finish_rollout(None if last_done else self._obs, last_done)
+        return stats
+
+    # ---- learning -------------------------------------------------------------------------
+    def current_learning_rate(self) -> float:
+        c = self.config
+        if not c.anneal_lr or c.total_updates is None:
+            return c.learning_rate
+        return c.learning_rate * max(0.0, 1.0 - self.updates_done / c.total_updates)
+
+    def update(self) -> UpdateStats:
+        """K epochs of clipped-PPO minibatch steps on the buffer, then clear it."""
+        c = self.config
+        b = self.buffer.batch()
+        n = b.obs.shape[0]
+        lr = self.current_learning_rate()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.policy.train()
+        sums = dict(pg=0.0, v=0.0, ent=0.0, cf=0.0)
+        n_mb, approx_kl, early, first_dev, first_cf = 0, 0.0, False, float("nan"), float("nan")
+        mb_size = min(c.minibatch_size, n)
+        perms = [torch.as_tensor(self.np_rng.permutation(n)) for _ in range(c.n_epochs)]
+        old_log_probs = self._old_log_probs(b, perms[0], mb_size)
+        drift = float((old_log_probs - b.log_probs).abs().max())
+        for perm in perms:
+            for start in range(0, n, mb_size):
+                idx = perm[start : start + mb_size]
+                acts = {k: v[idx] for k, v in b.actions.items()}
+                ev = self.policy.evaluate(b.obs[idx], acts, b.masks[idx])
+                log_ratio = ev.log_prob - old_log_probs[idx]
+                ratio = log_ratio.exp()
+                with torch.no_grad():
+                    # k3 estimator of KL(old || new): (r - 1) - log r, unbiased and >= 0.
+                    approx_kl = float(((ratio - 1) - log_ratio).mean())
+                    clip_frac = float(((ratio - 1).abs() > c.clip_coef).float().mean())
+                if n_mb == 0:
+                    first_dev = float((ratio.detach() - 1).abs().max())
+                    first_cf = clip_frac
+                if c.target_kl is not None and approx_kl > c.target_kl and n_mb > 0:
+                    early = True  # stop before stepping on a minibatch that drifted too far
+                    break
+                adv = b.advantages[idx]
+                if c.norm_adv and adv.numel() > 1:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                pg_loss = clipped_surrogate_loss(ratio, adv, c.clip_coef)
+                v_loss = self._value_loss(ev.value, b.values[idx], b.returns[idx])
+                entropy = ev.entropy.mean()
+                loss = pg_loss - c.ent_coef * entropy + c.vf_coef * v_loss
+                self.optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
+                self.optimizer.step()
+                n_mb += 1
+                sums["pg"] += float(pg_loss.detach())
+                sums["v"] += float(v_loss.detach())
+                sums["ent"] += float(entropy.detach())
+                sums["cf"] += clip_frac
+            if early:
+                break
+        y, v = b.returns.numpy(), b.values.numpy()
+        var_y = float(np.var(y))
+        explained_var = float("nan") if var_y == 0 else 1.0 - float(np.var(y - v)) / var_y
+        self.buffer.clear()
+        self.updates_done += 1
+        d = max(n_mb, 1)
+        return UpdateStats(
+            sums["pg"] / d, sums["v"] / d, sums["ent"] / d, approx_kl, sums["cf"] / d,
+            explained_var, lr, n, n_mb, early, first_dev, first_cf, drift,
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def _old_log_probs(self, b: RolloutBatch, perm: torch.Tensor, mb_size: int) -> torch.Tensor:
+        """log pi_old of every stored action, evaluated in epoch 0's minibatches.
+
+        The parameters have not changed since acting, so this equals the acting-time log-prob
+        up to float rounding (``UpdateStats.logprob_drift``). Evaluating it with the same
+        batch shapes as epoch 0 makes the first minibatch's ratio exactly 1: a batch-size
+        dependent GEMM otherwise leaves ~1e-7 of noise.
+        """
+        out = torch.empty_like(b.log_probs)
+        for start in range(0, perm.numel(), mb_size):
+            idx = perm[start : start + mb_size]
+            acts = {k: v[idx] for k, v in b.actions.items()}
+            out[idx] = self.policy.evaluate(b.obs[idx], acts, b.masks[idx]).log_prob
+        return out
+
+    def _value_loss(
+        self, v_new: torch.Tensor, v_old: torch.Tensor, ret: torch.Tensor
+    ) -> torch.Tensor:
+        """0.5 * (V(s) - R)^2 (ERRATA row 2.4/4 L^value), optionally clipped as in CleanRL."""
+        unclipped = (v_new - ret) ** 2
+        if not self.config.clip_value_loss:
+            return 0.5 * unclipped.mean()
+        eps = self.config.clip_coef
+        v_clipped = v_old + torch.clamp(v_new - v_old, -eps, eps)
+        return 0.5 * torch.max(unclipped, (v_clipped - ret) ** 2).mean()
+
+    # ---- checkpointing --------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Plain state dict (tensors, numbers, strings, lists) for ``torch.save``."""
+        if len(self.buffer):
+            raise RuntimeError("checkpoint between updates: the rollout buffer is not empty")
+        np_state = np.random.get_state()
+        py_state = random.getstate()
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "obs_dim": self.obs_dim,
+            "action_spec": [[h.name, h.kind, h.size] for h in self.action_spec.heads],
+            "config": asdict(self.config),
+            "seed": self.seed,
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "updates_done": self.updates_done,
+            "steps_done": self.steps_done,
+            "env_steps_done": self.env_steps_done,
+            "episodes_started": self.episodes_started,
+            "rng": {
+                "generator": self.generator.get_state(),
+                "np_rng": self.np_rng.bit_generator.state,
+                "torch_global": torch.get_rng_state(),
+                "numpy_global": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+                "python": [py_state[0], list(py_state[1]), py_state[2]],
+            },
+        }
+
+    def save(self, path: str | Path) -> None:
+        torch.save(self.state(), Path(path))
+
+    def load_state(self, path_or_state: str | Path | dict[str, Any]) -> None:
+        """Restore a checkpoint into this object (same ActionSpec and obs_dim)."""
+        s = path_or_state
+        if not isinstance(s, dict):
+            s = torch.load(Path(s), weights_only=True)
+        if s.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"unknown checkpoint format {s.get('format')!r}")
+        spec = ActionSpec(tuple(HeadSpec(n, k, int(z)) for n, k, z in s["action_spec"]))
+        if spec != self.action_spec or int(s["obs_dim"]) != self.obs_dim:
+            raise ValueError("checkpoint ActionSpec/obs_dim differ from this PPO's")
+        self.policy.load_state_dict(s["policy"])
+        self.optimizer.load_state_dict(s["optimizer"])
+        self.updates_done = int(s["updates_done"])
+        self.steps_done = int(s["steps_done"])
+        self.env_steps_done = int(s["env_steps_done"])
+        self.episodes_started = int(s["episodes_started"])
+        r = s["rng"]
+        self.generator.set_state(r["generator"])
+        self.np_rng.bit_generator.state = r["np_rng"]
+        torch.set_rng_state(r["torch_global"])
+        ng = r["numpy_global"]
+        np.random.set_state((ng[0], np.asarray(ng[1], dtype=np.uint32), *ng[2:]))
+        random.setstate((r["python"][0], tuple(r["python"][1]), r["python"][2]))
+        self.buffer.clear()
+        # An in-progress episode is not part of the checkpoint: the next collect() resets.
+        self._env, self._obs, self._mask = None, None, None
+
+    @classmethod
+    def load(cls, path: str | Path) -> PPO:
+        """A fresh PPO rebuilt from a checkpoint (config, spec, seed, state)."""
+        s = torch.load(Path(path), weights_only=True)
+        spec = ActionSpec(tuple(HeadSpec(n, k, int(z)) for n, k, z in s["action_spec"]))
+        obj = cls(int(s["obs_dim"]), spec, PPOConfig(**s["config"]), seed=int(s["seed"]))
+        obj.load_state(s)
+        return obj
