@@ -111,13 +111,15 @@ def strip_unused_opsets(result: ExportResult) -> ExportResult:
     return dataclasses.replace(result, size_bytes=Path(result.path).stat().st_size)
 
 
-def _fusion_patterns(groups: Sequence[Any], joint: JointAction) -> dict[str, str]:
+def _fusion_patterns(model: nn.Module, groups: Sequence[Any], joint: JointAction) -> dict[str, str]:
+    convs = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     patterns: dict[str, str] = {}
     for g, pattern in zip(groups, joint.fusion, strict=True):
-        if pattern == "none" or g.kind == "linear":
-            continue  # only convolutions have a BN (and activation) to fold into
+        if pattern == "none":
+            continue
         for name in g.module_names:
-            patterns[name] = pattern
+            if name in convs:  # only convolutions have a BN (and activation) to fold into
+                patterns[name] = pattern
     return patterns
 
 
@@ -147,7 +149,7 @@ def build_candidate(
     timings["prune_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    patterns = _fusion_patterns(groups, joint)
+    patterns = _fusion_patterns(student, groups, joint)
     if patterns:
         student = fuse_model(student, patterns)
     timings["fuse_s"] = time.perf_counter() - t0

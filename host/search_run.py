@@ -305,6 +305,8 @@ class SearchRun:
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
 
         out = Console(stderr=self.args.json)
+        if not out.is_terminal:
+            out = Console(stderr=self.args.json, width=140)  # logs/pipes: no truncated columns
         b = self.baseline
         table = Table(
             title=f"Pareto front ({summary['measured']} measured, "
