@@ -1,0 +1,178 @@
+"""Knowledge-distillation fine-tune of a compressed student against the original teacher.
+
+Loss (Hinton et al. 2015): ``alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE``.
+The trainable scope is selectable; everything outside it has ``requires_grad=False`` and stays
+bit-identical, BN running statistics included (frozen BNs run in eval mode).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hadmc.compress.pruning import group_modules
+from hadmc.data import DataSplits
+from hadmc.models.train import _progress, iterate_minibatches, recalibrate_bn, seed_everything
+
+UPDATE_SCOPES = ("bn_bias", "last_1", "last_3", "all")
+BN_RECALIBRATION_IMAGES = 512
+
+
+@dataclass
+class DistillConfig:
+    """Fine-tune hyperparameters; ``max_steps`` (if set) caps ``epochs``."""
+
+    temperature: float = 4.0
+    alpha: float = 0.7
+    scope: str = "all"
+    epochs: float = 1.0
+    lr: float = 1e-3
+    batch_size: int = 128
+    seed: int = 0
+    max_steps: int | None = None
+
+    def validate(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.scope not in UPDATE_SCOPES:
+            raise ValueError(f"unknown scope {self.scope!r}; known {UPDATE_SCOPES}")
+        if not self.epochs > 0 or not self.lr > 0 or self.batch_size < 1:
+            raise ValueError("epochs and lr must be > 0 and batch_size >= 1")
+        if self.max_steps is not None and self.max_steps < 0:
+            raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
+
+
+@dataclass
+class DistillResult:
+    model: (
+        nn.Module
+    )  # the fine-tuned student (a copy), eval mode; frozen params keep requires_grad=False
+    steps: int
+    trainable_params: int
+    final_loss: float | None
+    seconds: float
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float,
+    alpha: float,
+) -> torch.Tensor:
+    """alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, y), batch mean."""
+    t = float(temperature)
+    kl = F.kl_div(
+        F.log_softmax(student_logits / t, dim=1),
+        F.log_softmax(teacher_logits / t, dim=1),
+        log_target=True,
+        reduction="batchmean",
+    )
+    return alpha * t * t * kl + (1.0 - alpha) * F.cross_entropy(student_logits, targets)
+
+
+def _scope_modules(model: nn.Module, scope: str, example: torch.Tensor) -> list[nn.Module] | None:
+    """Modules trained in full for a last_k scope (None: scope is not last_k)."""
+    if not scope.startswith("last_"):
+        return None
+    k = int(scope.split("_")[1])
+    groups, classifier = group_modules(model, example)
+    chosen: list[nn.Module] = [classifier]
+    for mods in groups[-k:]:
+        chosen.extend(mods)
+    return chosen
+
+
+def _freeze(
+    model: nn.Module, scope: str, example: torch.Tensor
+) -> tuple[list[nn.Parameter], list[nn.Module]]:
+    """Set requires_grad per scope; returns (trainable params, BNs whose statistics may move)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for p in model.parameters():
+        p.requires_grad_(scope == "all")
+    if scope == "all":
+        return list(model.parameters()), bns
+    if scope == "bn_bias":
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                for p in m.parameters(recurse=False):
+                    p.requires_grad_(True)
+            elif getattr(m, "bias", None) is not None and isinstance(m.bias, nn.Parameter):
+                m.bias.requires_grad_(True)
+        return [p for p in model.parameters() if p.requires_grad], bns
+    chosen = _scope_modules(model, scope, example) or []
+    for m in chosen:
+        for p in m.parameters(recurse=False):
+            p.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad], [
+        m for m in bns if any(m is c for c in chosen)
+    ]
+
+
+def distill_finetune(
+    student: nn.Module,
+    teacher: nn.Module,
+    data: DataSplits,
+    config: DistillConfig,
+    *,
+    progress: bool = False,
+) -> DistillResult:
+    """Fine-tune a copy of ``student`` on the training split with the distillation loss."""
+    config.validate()
+    t0 = time.perf_counter()
+    seed_everything(config.seed)
+    model = copy.deepcopy(student)
+    example = torch.from_numpy(np.ascontiguousarray(data.x_train[:1], dtype=np.float32))
+    teacher.eval()
+    with torch.no_grad():
+        if model.eval()(example).shape != teacher(example).shape:
+            raise ValueError("student and teacher outputs differ in shape")
+    trainable, live_bns = _freeze(model, config.scope, example)
+    n_trainable = sum(p.numel() for p in trainable)
+    batch = min(config.batch_size, len(data.x_train))
+    per_epoch = max(1, len(data.x_train) // batch)
+    steps = int(round(config.epochs * per_epoch))
+    if config.max_steps is not None:
+        steps = min(steps, config.max_steps)
+    if n_trainable == 0:
+        steps = 0
+    gen = torch.Generator().manual_seed(config.seed)
+    opt = torch.optim.Adam(trainable, lr=config.lr) if steps else None
+    done, last_loss = 0, None
+    # channels_last: ~1.6x faster CPU conv backward; undone below (values are unchanged).
+    model.to(memory_format=torch.channels_last)
+    teacher_cl = copy.deepcopy(teacher).to(memory_format=torch.channels_last).eval()
+    with _progress(progress, steps, "distilling") as advance:
+        while done < steps:
+            for xb, yb in iterate_minibatches(data.x_train, data.y_train, batch, gen):
+                if done >= steps:
+                    break
+                xb = xb.contiguous(memory_format=torch.channels_last)
+                model.train()
+                for m in model.modules():  # frozen BNs keep their running statistics
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(
+                        m is b for b in live_bns
+                    ):
+                        m.eval()
+                with torch.no_grad():
+                    t_logits = teacher_cl(xb)
+                loss = distillation_loss(model(xb), t_logits, yb, config.temperature, config.alpha)
+                opt.zero_grad(set_to_none=True)  # type: ignore[union-attr]
+                loss.backward()
+                opt.step()  # type: ignore[union-attr]
+                last_loss = float(loss.detach())
+                done += 1
+                advance()  # type: ignore[operator]
+    model.to(memory_format=torch.contiguous_format)
+    if done and live_bns:
+        # The BNs that moved get exact statistics for their final weights (see recalibrate_bn).
+        recalibrate_bn(model, data.x_train[:BN_RECALIBRATION_IMAGES], only=live_bns)
+    return DistillResult(model.eval(), done, n_trainable, last_loss, time.perf_counter() - t0)
