@@ -80,14 +80,7 @@ class SearchRun:
         self.baseline_metrics = stored
         self.baseline = Objectives.from_metrics(stored)
 
-        sens_path = run_dir / "sensitivity.json"
-        if sens_path.is_file():
-            sensitivity = json.loads(sens_path.read_text())
-        else:
-            sensitivity = measure_sensitivity(
-                self.model, self.groups, example, self.data.x_val, self.data.y_val
-            )
-            sens_path.write_text(json.dumps(sensitivity))
+        sensitivity = self._sensitivity(example)
         hardware = HardwareFeatures.from_device_info(
             device_info, self.baseline.latency_ms, args.runtime
         )
@@ -122,6 +115,33 @@ class SearchRun:
         self.env = CompressionEnv(self.encoder, args.runtime, self._evaluate)
         self._progress: Any = None
         self._task: Any = None
+
+    def _sensitivity(self, example: Any) -> list[float]:
+        """Per-group sensitivity: from the run dir (resume), else a cache keyed by model hash
+        and validation data (the same model and data always give the same numbers), else
+        measured (one prune + evaluation per group)."""
+        import hashlib
+
+        from hadmc.models import default_cache_dir
+
+        x, y = self.data.x_val[:256], self.data.y_val[:256]
+        data_hash = hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()[:16]
+        cached = default_cache_dir() / "sensitivity" / f"{self.model_hash[:32]}-{data_hash}.json"
+        run_copy = self.run_dir / "sensitivity.json"
+        for path in (run_copy, cached):
+            if path.is_file():
+                values = json.loads(path.read_text())
+                if len(values) == len(self.groups):
+                    run_copy.write_text(json.dumps(values))
+                    return values
+        values = measure_sensitivity(self.model, self.groups, example, x, y)
+        run_copy.write_text(json.dumps(values))
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.write_text(json.dumps(values))
+        except OSError:
+            pass  # a read-only cache only costs time
+        return values
 
     # -- progress -----------------------------------------------------------------------
     def _evaluate(self, joint: JointAction, episode: int) -> EvalOutcome:

@@ -35,9 +35,11 @@ def user_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("user")
+    # A private cache (sensitivity numbers are cached by model hash): nothing leaks in or out.
+    os.environ["HADMC_CACHE_DIR"] = str(d / "cache")
     data = load_digits_splits(image_size=16, seed=0)
     model = build_model("mobilenetv2_small", num_classes=data.num_classes, in_channels=1)
-    train_classifier(model, data, epochs=2, lr=3e-3, batch_size=64, seed=0)
+    train_classifier(model, data, epochs=1, lr=3e-3, batch_size=64, seed=0)
     torch.save(model, d / "model.pt")
     np.savez(
         d / "data.npz",
@@ -56,7 +58,7 @@ def _args(user_files: tuple[Path, Path], out: Path, *extra: str) -> argparse.Nam
     return parser.parse_args(
         [
             "--model", str(model), "--data", str(data), "--out", str(out),
-            "--episodes", "4", "--episodes-per-update", "2", "--finetune-steps", "2",
+            "--episodes", "3", "--episodes-per-update", "2", "--finetune-steps", "2",
             "--measure-runs", "5", "--measure-seconds", "0.05", "--warmup-seconds", "0",
             *extra,
         ]
@@ -88,7 +90,7 @@ def test_search_local_agent_end_to_end(
 ) -> None:
     out = tmp_path / "run"
     assert run_search(_args(user_files, out, "--json"), {"quiet": True}) == 0
-    rows = _check_outputs(out, 4)
+    rows = _check_outputs(out, 3)
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["measured"] == sum(r.status == "measured" for r in rows)
     assert rows[0].metrics["source"] == "device"
@@ -102,7 +104,7 @@ def test_search_simulated_device(user_files: tuple[Path, Path], tmp_path: Path) 
     out = tmp_path / "run"
     args = _args(user_files, out, "--device", "sim:raspberry-pi-4", "--strategy", "random")
     assert run_search(args, {"quiet": True}) == 0
-    rows = _check_outputs(out, 4)
+    rows = _check_outputs(out, 3)
     assert all(r.metrics["source"] == "simulated" for r in rows if r.status == "measured")
 
 
@@ -123,7 +125,7 @@ def test_killed_run_resumes_without_measuring_twice(
 
     with pytest.raises(_Killed):
         run_search(
-            _args(user_files, out, "--episodes", "6"), {"quiet": True, "on_measured": kill_after_3}
+            _args(user_files, out, "--episodes", "4"), {"quiet": True, "on_measured": kill_after_3}
         )
     with ResultsStore(out) as store:
         kept = {r.config_key for r in store.candidates()}
