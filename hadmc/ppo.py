@@ -13,9 +13,8 @@ Callers that drive episodes themselves use ``act`` -> ``add`` -> ``finish_rollou
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,106 +23,15 @@ import torch
 from torch import nn
 
 from hadmc.buffer import RolloutBatch, RolloutBuffer
-from hadmc.policy import ActionSpec, HeadSpec, MultiHeadPolicy
-
-CHECKPOINT_FORMAT = 1
-
-
-@dataclass
-class PPOConfig:
-    """Every PPO hyperparameter (defaults: CleanRL ``ppo.py`` unless noted)."""
-
-    hidden_size: int = 64  # width H of the shared trunk and of the value net
-    learning_rate: float = 2.5e-4  # Adam step size at update 0
-    anneal_lr: bool = True  # linear decay to 0 over ``total_updates`` (spec 2.6)
-    total_updates: int | None = None  # needed for annealing; None = constant LR
-    gamma: float = 0.99  # discount
-    gae_lambda: float = 0.95  # GAE lambda
-    n_epochs: int = 4  # K passes over the rollout per update
-    minibatch_size: int = 64  # transitions per gradient step
-    clip_coef: float = 0.2  # epsilon of the clipped ratio
-    clip_value_loss: bool = True  # clip V(s) to V_old +- clip_coef in the value loss
-    vf_coef: float = 0.5  # c1
-    ent_coef: float = 0.01  # c2 (entropy bonus)
-    max_grad_norm: float = 0.5  # global gradient-norm clip
-    target_kl: float | None = None  # approx-KL early stop of the update; None = off
-    norm_adv: bool = True  # per-minibatch advantage normalisation
-    adam_eps: float = 1e-5  # CleanRL's Adam epsilon
-    init_log_std: float = 0.0  # initial log sigma of Gaussian heads (sigma = 1)
-    max_env_steps_factor: int = 20  # collect() fails after n_steps * this env steps (discards)
-
-    def __post_init__(self) -> None:
-        positive = (
-            "hidden_size",
-            "learning_rate",
-            "n_epochs",
-            "minibatch_size",
-            "max_env_steps_factor",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("clip_coef", "vf_coef", "ent_coef", "max_grad_norm", "adam_eps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.anneal_lr and self.total_updates is not None and self.total_updates <= 0:
-            raise ValueError("PPOConfig.total_updates must be > 0")
-        if self.target_kl is not None and self.target_kl <= 0:
-            raise ValueError("PPOConfig.target_kl must be > 0 or None")
-
-
-@dataclass
-class StepOutput:
-    """One ``act`` result. ``action``: categorical -> int, gaussian -> raw float32 array."""
-
-    action: dict[str, int | np.ndarray]
-    log_prob: float  # joint, masked heads excluded
-    value: float
-    head_mask: np.ndarray  # float32 [n_heads], 1 = acts
-
-
-@dataclass
-class Transition:
-    """What ``collect`` hands its callback after every env step."""
-
-    obs: np.ndarray
-    action: dict[str, int | np.ndarray]
-    reward: float
-    terminated: bool
-    truncated: bool
-    info: dict[str, Any]
-
-
-@dataclass
-class RolloutStats:
-    env_steps: int  # env.step calls, discarded episodes included
-    steps_kept: int  # transitions in the buffer
-    episodes_finished: int  # kept episodes that ended in this rollout
-    episodes_discarded: int
-    episode_returns: list[float] = field(default_factory=list)
-    episode_lengths: list[int] = field(default_factory=list)
-
-
-@dataclass
-class UpdateStats:
-    """Means over the minibatches actually stepped (all but ``approx_kl`` of the last one)."""
-
-    policy_loss: float
-    value_loss: float
-    entropy: float
-    approx_kl: float
-    clip_fraction: float
-    explained_variance: float
-    learning_rate: float
-    n_samples: int
-    minibatches: int
-    early_stopped: bool
-    first_ratio_max_abs_dev: float  # max |r - 1| on the very first minibatch (should be 0)
-    first_clip_fraction: float
-    logprob_drift: float  # max |acting-time log-prob - recomputed log pi_old|, float noise
+from hadmc.policy import ActionSpec, MultiHeadPolicy
+from hadmc.ppo_checkpoint import (
+    CHECKPOINT_FORMAT,
+    capture_rng_states,
+    restore_rng_states,
+    spec_from_data,
+    spec_to_data,
+)
+from hadmc.ppo_config import PPOConfig, RolloutStats, StepOutput, Transition, UpdateStats
 
 
 def clipped_surrogate_loss(
@@ -190,7 +98,8 @@ class PPO:
         """Sample (or take the mode of) a joint action, under no_grad in eval mode."""
         mask = self.action_spec.mask_vector(head_mask)
         obs_t = _as_obs_tensor(obs, self.obs_dim)
-        self.policy.eval()
+        if self.policy.training:  # eval() walks every module: skip it when already set
+            self.policy.eval()
         with torch.no_grad():
             mask_t = torch.as_tensor(mask).reshape(1, -1)
             actions, ev = self.policy.sample(obs_t, mask_t, self.generator, deterministic)
@@ -201,7 +110,8 @@ class PPO:
         return StepOutput(out, float(ev.log_prob.item()), float(ev.value.item()), mask)
 
     def value(self, obs: np.ndarray) -> float:
-        self.policy.eval()
+        if self.policy.training:  # eval() walks every module: skip it when already set
+            self.policy.eval()
         with torch.no_grad():
             return float(self.policy.value(_as_obs_tensor(obs, self.obs_dim)).item())
 
@@ -407,12 +317,10 @@ class PPO:
         """Plain state dict (tensors, numbers, strings, lists) for ``torch.save``."""
         if len(self.buffer):
             raise RuntimeError("checkpoint between updates: the rollout buffer is not empty")
-        np_state = np.random.get_state()
-        py_state = random.getstate()
         return {
             "format": CHECKPOINT_FORMAT,
             "obs_dim": self.obs_dim,
-            "action_spec": [[h.name, h.kind, h.size] for h in self.action_spec.heads],
+            "action_spec": spec_to_data(self.action_spec),
             "config": asdict(self.config),
             "seed": self.seed,
             "policy": self.policy.state_dict(),
@@ -421,13 +329,7 @@ class PPO:
             "steps_done": self.steps_done,
             "env_steps_done": self.env_steps_done,
             "episodes_started": self.episodes_started,
-            "rng": {
-                "generator": self.generator.get_state(),
-                "np_rng": self.np_rng.bit_generator.state,
-                "torch_global": torch.get_rng_state(),
-                "numpy_global": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-                "python": [py_state[0], list(py_state[1]), py_state[2]],
-            },
+            "rng": capture_rng_states(self.generator, self.np_rng),
         }
 
     def save(self, path: str | Path) -> None:
@@ -440,8 +342,10 @@ class PPO:
             s = torch.load(Path(s), weights_only=True)
         if s.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"unknown checkpoint format {s.get('format')!r}")
-        spec = ActionSpec(tuple(HeadSpec(n, k, int(z)) for n, k, z in s["action_spec"]))
-        if spec != self.action_spec or int(s["obs_dim"]) != self.obs_dim:
+        if (
+            spec_from_data(s["action_spec"]) != self.action_spec
+            or int(s["obs_dim"]) != self.obs_dim
+        ):
             raise ValueError("checkpoint ActionSpec/obs_dim differ from this PPO's")
         self.policy.load_state_dict(s["policy"])
         self.optimizer.load_state_dict(s["optimizer"])
@@ -449,13 +353,7 @@ class PPO:
         self.steps_done = int(s["steps_done"])
         self.env_steps_done = int(s["env_steps_done"])
         self.episodes_started = int(s["episodes_started"])
-        r = s["rng"]
-        self.generator.set_state(r["generator"])
-        self.np_rng.bit_generator.state = r["np_rng"]
-        torch.set_rng_state(r["torch_global"])
-        ng = r["numpy_global"]
-        np.random.set_state((ng[0], np.asarray(ng[1], dtype=np.uint32), *ng[2:]))
-        random.setstate((r["python"][0], tuple(r["python"][1]), r["python"][2]))
+        restore_rng_states(s["rng"], self.generator, self.np_rng)
         self.buffer.clear()
         # An in-progress episode is not part of the checkpoint: the next collect() resets.
         self._env, self._obs, self._mask = None, None, None
@@ -464,7 +362,7 @@ class PPO:
     def load(cls, path: str | Path) -> PPO:
         """A fresh PPO rebuilt from a checkpoint (config, spec, seed, state)."""
         s = torch.load(Path(path), weights_only=True)
-        spec = ActionSpec(tuple(HeadSpec(n, k, int(z)) for n, k, z in s["action_spec"]))
+        spec = spec_from_data(s["action_spec"])
         obj = cls(int(s["obs_dim"]), spec, PPOConfig(**s["config"]), seed=int(s["seed"]))
         obj.load_state(s)
         return obj

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,16 @@ from torch.distributions import Categorical, Normal
 
 from hadmc.policy import ActionSpec, HeadSpec, MultiHeadPolicy, RandomPolicy
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny networks: one thread. conftest's 2-thread pool makes every small op wait for a
+    second thread that an oversubscribed CI box rarely schedules (10x slower here)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 
 SPEC = ActionSpec(
     (
