@@ -48,8 +48,9 @@ class ToyEnv:
     )
     observation_dim = 3
 
-    def __init__(self, discard_odd: bool = False) -> None:
+    def __init__(self, discard_odd: bool = False, g_never: bool = False) -> None:
         self.discard_odd = discard_odd
+        self.g_never = g_never  # mask g at every step
         self.episode = -1
         self.t = 0
         self.g_actions: list[np.ndarray] = []
@@ -58,7 +59,7 @@ class ToyEnv:
         return np.array([self.t == 0, self.t == 1, self.episode % 2], dtype=np.float32)
 
     def _mask(self) -> dict[str, bool]:
-        return {"g": self.t == 1}
+        return {"g": self.t == 1 and not self.g_never}
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         self.episode += 1
@@ -184,6 +185,18 @@ def test_save_load_gives_identical_actions(tmp_path: Path) -> None:
     other = ActionSpec((HeadSpec("a", "categorical", 3),))
     with pytest.raises(ValueError, match="differ"):
         PPO(3, other, _config()).load_state(tmp_path / "c.pt")
+
+
+def test_always_masked_head_is_not_updated_by_ppo() -> None:
+    ppo = PPO(3, ToyEnv.action_spec, _config(ent_coef=0.01), seed=0)
+    g_before = [p.detach().clone() for p in ppo.policy.head_layer("g").parameters()]
+    log_std_before = ppo.policy.log_std("g").detach().clone()
+    a_before = ppo.policy.head_layer("a").weight.detach().clone()
+    _train(ppo, ToyEnv(g_never=True), 2)
+    for x, y in zip(g_before, ppo.policy.head_layer("g").parameters(), strict=True):
+        assert torch.equal(x, y)
+    assert torch.equal(log_std_before, ppo.policy.log_std("g"))  # entropy bonus ignored too
+    assert not torch.equal(a_before, ppo.policy.head_layer("a").weight)
 
 
 def test_discarded_episodes_leave_the_buffer() -> None:
