@@ -14,7 +14,7 @@ environment maps u to (T, alpha). The policy never squashes (ERRATA row "3.2").
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,7 +128,9 @@ class MultiHeadPolicy(nn.Module):
         hidden_size: int = 64,
         init_log_std: float = 0.0,
         generator: torch.Generator | None = None,
+        gaussian_init_mean: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
+        """``gaussian_init_mean[name]``: initial raw mean of a Gaussian head (its bias)."""
         super().__init__()
         if obs_dim < 1 or hidden_size < 1:
             raise ValueError(f"obs_dim and hidden_size must be >= 1, got {obs_dim}, {hidden_size}")
@@ -151,6 +153,16 @@ class MultiHeadPolicy(nn.Module):
                 # cannot learn anything a free parameter cannot, and can collapse sigma early.
                 self._log_std_index[h.name] = len(self.log_stds)
                 self.log_stds.append(nn.Parameter(torch.full((h.size,), float(init_log_std))))
+        for name, mean in (gaussian_init_mean or {}).items():
+            if name not in self._log_std_index:
+                raise ValueError(f"gaussian_init_mean names {name!r}, not a Gaussian head")
+            layer = self.head_layer(name)
+            if len(mean) != layer.out_features:
+                raise ValueError(f"gaussian_init_mean[{name!r}] needs {layer.out_features} values")
+            with torch.no_grad():
+                # Centre exploration on a sensible raw point (e.g. T=4, alpha=0.7 for the
+                # distillation head) instead of u=0, where T=clip(u0,1,20) is stuck at 1.
+                layer.bias.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.value_net = nn.Sequential(
             _mlp(obs_dim, hidden_size, gen), _layer_init(nn.Linear(hidden_size, 1), 1.0, gen)
         )

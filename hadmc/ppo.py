@@ -73,6 +73,7 @@ class PPO:
             self.config.hidden_size,
             self.config.init_log_std,
             generator=self.generator,
+            gaussian_init_mean=self.config.gaussian_init_mean,
         )
         self.optimizer = torch.optim.Adam(
             self.policy.parameters(), lr=self.config.learning_rate, eps=self.config.adam_eps

@@ -29,6 +29,9 @@ class PPOConfig:
     norm_adv: bool = True  # per-minibatch advantage normalisation
     adam_eps: float = 1e-5  # CleanRL's Adam epsilon
     init_log_std: float = 0.0  # initial log sigma of Gaussian heads (sigma = 1)
+    # Initial raw mean per Gaussian head (default 0). For the distillation head,
+    # {"distillation": [4.0, 0.85]} starts at T = 4, alpha = sigmoid(0.85) = 0.7.
+    gaussian_init_mean: dict[str, list[float]] | None = None
     max_env_steps_factor: int = 20  # collect() fails after n_steps * this env steps (discards)
 
     def __post_init__(self) -> None:

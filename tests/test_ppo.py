@@ -199,6 +199,19 @@ def test_always_masked_head_is_not_updated_by_ppo() -> None:
     assert not torch.equal(a_before, ppo.policy.head_layer("a").weight)
 
 
+def test_gaussian_init_mean_sets_the_initial_mode_and_survives_a_checkpoint(
+    tmp_path: Path,
+) -> None:
+    cfg = _config(gaussian_init_mean={"g": [4.0, 0.85]})
+    ppo = PPO(3, ToyEnv.action_spec, cfg, seed=0)
+    g = ppo.act(np.zeros(3, np.float32), deterministic=True).action["g"]
+    np.testing.assert_allclose(g, [4.0, 0.85], atol=0.05)  # 0.01-gain weights add little
+    ppo.save(tmp_path / "c.pt")
+    assert PPO.load(tmp_path / "c.pt").config.gaussian_init_mean == {"g": [4.0, 0.85]}
+    with pytest.raises(ValueError, match="not a Gaussian head"):
+        PPO(3, ToyEnv.action_spec, _config(gaussian_init_mean={"a": [1.0, 2.0, 3.0]}))
+
+
 def test_discarded_episodes_leave_the_buffer() -> None:
     ppo = PPO(3, ToyEnv.action_spec, _config(), seed=0)
     stats = ppo.collect(ToyEnv(discard_odd=True), 8)
