@@ -43,11 +43,11 @@ class SearchRun:
         resumed: bool,
         hooks: dict[str, Any],
     ) -> None:
-        import torch
-
         from host.search import measure_options
 
-        torch.set_num_threads(max(1, args.threads))
+        # Host-side torch work (training, fine-tuning, export) runs while the device is idle
+        # (measurements are sequential), so torch keeps its default thread count here;
+        # --threads is the device's inference threads.
         self.args, self.run_dir, self.resumed, self.hooks = args, run_dir, resumed, hooks
         self.ext = ARTIFACT_EXT[args.runtime]
         self.model, self.data, self.model_label = load_model_and_data(
