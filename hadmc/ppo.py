@@ -239,7 +239,13 @@ class PPO:
         mb_size = min(c.minibatch_size, n)
         perms = [torch.as_tensor(self.np_rng.permutation(n)) for _ in range(c.n_epochs)]
         old_log_probs = self._old_log_probs(b, perms[0], mb_size)
-        drift = float((old_log_probs - b.log_probs).abs().max())
+        diff = (old_log_probs - b.log_probs).abs()
+        drift = float(diff.max())
+        if bool((diff > 1e-4 * (1.0 + b.log_probs.abs())).any()):
+            # Not rounding: the parameters changed between acting and this update.
+            raise RuntimeError(
+                f"policy changed since the rollout was collected (drift {drift:.3g})"
+            )
         for perm in perms:
             for start in range(0, n, mb_size):
                 idx = perm[start : start + mb_size]

@@ -238,6 +238,12 @@ def test_driving_episodes_manually_and_bad_input() -> None:
             obs, info = env.reset()
     ppo.finish_rollout(obs, last_done=True)
     assert ppo.update().n_samples == 6
+    ppo.collect(env, 4)
+    with torch.no_grad():
+        ppo.policy.head_layer("a").bias.add_(torch.tensor([0.0, 0.0, 2.0]))  # tamper
+    with pytest.raises(RuntimeError, match="policy changed"):
+        ppo.update()
+    ppo.buffer.clear()
     with pytest.raises(ValueError, match="next_obs"):
         ppo.add(obs, ppo.act(obs), 0.0, False, True)
     with pytest.raises(ValueError, match="action_spec"):
