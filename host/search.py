@@ -27,7 +27,7 @@ from hadmc.hal import DeviceError, MeasureOptions
 
 DEFAULT_EPISODES = 24
 DEFAULT_EPISODES_PER_UPDATE = 8
-DEFAULT_FINETUNE_STEPS = 40
+DEFAULT_FINETUNE_STEPS = 10
 _RESUMABLE = (
     "model data device runtime threads episodes episodes_per_update max_latency_ms "
     "max_accuracy_drop max_memory_mb strategy seed finetune_steps measure_runs "
@@ -105,7 +105,7 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         "--finetune-steps",
         type=int,
         default=DEFAULT_FINETUNE_STEPS,
-        help=f"distillation fine-tune steps per candidate, batch 128 (default {DEFAULT_FINETUNE_STEPS})",
+        help=f"distillation fine-tune steps per candidate, batch 64 (default {DEFAULT_FINETUNE_STEPS})",
     )
     a("--measure-runs", type=int, default=50, help="min timed runs per measurement (default 50)")
     a(
