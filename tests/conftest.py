@@ -7,8 +7,9 @@ import random
 import numpy as np
 import pytest
 
-# Two cores are shared by the whole suite: keep torch's intra-op pool small.
-TORCH_THREADS = 2
+# Two cores shared by the whole suite (and other jobs): one intra-op thread avoids
+# OpenMP barrier spinning under contention, which made 2-thread runs up to ~10x slower.
+TORCH_THREADS = 1
 
 
 def seed_all(seed: int = 0) -> None:

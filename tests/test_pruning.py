@@ -80,6 +80,11 @@ def test_mobilenet_groups_features() -> None:
     assert groups[6].kind == "pointwise"
     assert groups[-1].name == "features.14.0"
     assert "classifier.1" not in {n for g in groups for n in g.module_names}
+    for param in model.parameters():  # frozen params (e.g. after a narrow fine-tune) trace too
+        param.requires_grad_(False)
+    assert [g.module_names for g in find_layer_groups(model, X32)] == [
+        g.module_names for g in groups
+    ]
     # forward order: every group's first conv runs after the previous group's first conv
     order = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     assert [order.index(g.name) for g in groups] == sorted(order.index(g.name) for g in groups)

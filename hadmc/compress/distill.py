@@ -96,6 +96,8 @@ def _freeze(
 ) -> tuple[list[nn.Parameter], list[nn.Module]]:
     """Set requires_grad per scope; returns (trainable params, BNs whose statistics may move)."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    # Trace before freezing: torch-pruning follows autograd's graph, which skips frozen params.
+    chosen = _scope_modules(model, scope, example) or []
     for p in model.parameters():
         p.requires_grad_(scope == "all")
     if scope == "all":
@@ -108,7 +110,6 @@ def _freeze(
             elif getattr(m, "bias", None) is not None and isinstance(m.bias, nn.Parameter):
                 m.bias.requires_grad_(True)
         return [p for p in model.parameters() if p.requires_grad], bns
-    chosen = _scope_modules(model, scope, example) or []
     for m in chosen:
         for p in m.parameters(recurse=False):
             p.requires_grad_(True)

@@ -87,10 +87,18 @@ def _forward_trace(model: nn.Module, example_input: torch.Tensor) -> tuple[dict,
 
 
 def _build_graph(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
+    # torch-pruning traces autograd's graph, which leaves out frozen parameters (a model
+    # returned by a narrow-scope distillation has some): trace with every grad enabled.
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(True)
     try:
         return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
     except Exception as exc:  # tracing failures come as many exception types
         raise PruningError(f"torch-pruning could not trace the model: {exc}") from exc
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 def _raw_groups(
