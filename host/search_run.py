@@ -43,14 +43,14 @@ class SearchRun:
         resumed: bool,
         hooks: dict[str, Any],
     ) -> None:
-        from host.search import measure_options
-
         # Host-side torch work (training, fine-tuning) uses half the cores (1 of 2): on a busy
         # 2-core machine a 2-thread fine-tune step measured ~4x slower than a 1-thread one
         # (6 s vs 1.4 s, batch 64), and a local agent needs a core for its measurements.
         import os
 
         import torch
+
+        from host.search import measure_options
 
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
         self.args, self.run_dir, self.resumed, self.hooks = args, run_dir, resumed, hooks
