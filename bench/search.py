@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=None, help="episodes per run (default 12)")
     p.add_argument("--device", default=None, help="as hadmc-host search --device (default local)")
     p.add_argument("--work-dir", type=Path, default=ROOT / "outputs" / "bench-search")
+    p.add_argument("--results-dir", type=Path, default=RESULTS, help="where search.json/.png go")
     cfg = p.parse_args(argv)
     cfg.seeds = cfg.seeds or (2 if cfg.quick else 3)
     cfg.episodes = cfg.episodes or (6 if cfg.quick else 12)
@@ -139,9 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             for r in runs
         ],  # fmt: skip
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "search.json").write_text(json.dumps(results, indent=2))
-    plot(results, RESULTS / "search.png")
+    res = cfg.results_dir
+    res.mkdir(parents=True, exist_ok=True)
+    (res / "search.json").write_text(json.dumps(results, indent=2))
+    plot(results, res / "search.png")
     print(f"\nhypervolume after {n_common} device measurements (mean +- std over seeds)")
     print(f"{'strategy':10s} {'HV':>16s} {'best speedup':>13s} {'acc drop pts':>13s}")
     for strategy, row in table.items():
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         dr = row["best_accuracy_drop_points_mean"]
         print(f"{strategy:10s} {row['hv_at_common_mean']:8.4f} +- {row['hv_at_common_std']:.4f}"
               f" {sp if sp is None else f'{sp:13.2f}'} {dr if dr is None else f'{dr:13.2f}'}")  # fmt: skip
-    print(f"wrote {RESULTS / 'search.json'} and {RESULTS / 'search.png'}")
+    print(f"wrote {res / 'search.json'} and {res / 'search.png'}")
     return 0
 
 
