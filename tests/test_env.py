@@ -165,3 +165,28 @@ def test_ppo_collects_on_the_env() -> None:
     stats = ppo.collect(env, 8)
     assert stats.episodes_finished == 2 and len(seen) == 2
     ppo.update()
+
+
+def test_user_model_loading_errors(tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    from host.user_model import UserModelError, load_model_and_data, load_user_model
+
+    with pytest.raises(UserModelError, match="pkg.module:factory"):
+        load_user_model("no_colon_here")
+    with pytest.raises(UserModelError, match="not found"):
+        load_user_model(str(tmp_path / "missing.pt"))
+    with pytest.raises(UserModelError, match="cannot import"):
+        load_user_model("hadmc_no_such_module:make")
+    with pytest.raises(UserModelError, match="no callable"):
+        load_user_model("hadmc.env:no_such_factory")
+    torch.save({"not": "a module"}, tmp_path / "state.pt")
+    with pytest.raises(UserModelError, match="not an nn.Module"):
+        load_user_model(str(tmp_path / "state.pt"))
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten())
+    torch.save(net, tmp_path / "net.pt")
+    loaded = load_user_model(str(tmp_path / "net.pt"))
+    assert isinstance(loaded, torch.nn.Sequential) and not loaded.training
+    with pytest.raises(UserModelError, match="needs --data"):
+        load_model_and_data(str(tmp_path / "net.pt"), None)
+    with pytest.raises(UserModelError, match="needs --model"):
+        load_model_and_data(None, str(tmp_path / "d.npz"))
