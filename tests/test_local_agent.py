@@ -77,10 +77,22 @@ SCRIPT = textwrap.dedent(
 )
 
 
+def _default_signal_dispositions() -> None:
+    # CI (and any background job of a non-interactive shell) starts us with SIGINT ignored, and
+    # children inherit that: Python then never raises KeyboardInterrupt and Ctrl-C is moot. Give
+    # the parent what an interactive terminal gives it, which is the case this test is about.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_parent_takes_the_agent_down(signum: int) -> None:
     parent = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", SCRIPT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_signal_dispositions,
     )
     try:
         line = parent.stdout.readline()
