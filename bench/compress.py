@@ -15,7 +15,6 @@ Speedup is against fp32 in the same runtime.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -29,7 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hadmc.compress.distill import DistillConfig, distill_finetune, teacher_logits_for
 from hadmc.compress.export import ExportResult, evaluate_artifact, export_onnx, export_tflite
+from hadmc.compress.fusion import fuse_model
+from hadmc.compress.pruning import count_macs_params, find_layer_groups, prune_model
 
 RESULTS = Path(__file__).parent / "results" / "compress.json"
 
@@ -104,90 +106,17 @@ def measure_interleaved(
     return out
 
 
-def _prune_interim(teacher: torch.nn.Module, keep: float, example: torch.Tensor) -> torch.nn.Module:
-    """Uniform structured pruning with torch-pruning, used only while hadmc.compress.pruning
-    is not in the tree: physical channel removal over the dependency graph, round_to 8."""
-    import torch_pruning as tp
-
-    model = copy.deepcopy(teacher).eval()
-    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
-    pruner = tp.pruner.MetaPruner(
-        model,
-        example,
-        importance=tp.importance.GroupMagnitudeImportance(p=2),
-        pruning_ratio=1.0 - keep,
-        ignored_layers=[head],
-        round_to=8,
-    )
-    pruner.step()
-    return model
-
-
-def _distill_interim(student, teacher, data, epochs: float, seed: int = 0) -> torch.nn.Module:
-    """KD fine-tune (alpha*T^2*KL + (1-alpha)*CE, T=4, alpha=0.7, Adam 1e-3, batch 128), used
-    only while hadmc.compress.distill is not in the tree."""
-    import torch.nn.functional as F
-
-    g = torch.Generator().manual_seed(seed)
-    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-    opt = torch.optim.Adam(student.parameters(), lr=1e-3)
-    teacher.eval()
-    student.train()
-    for _ in range(max(1, int(epochs * len(x) / 128))):
-        idx = torch.randint(0, len(x), (128,), generator=g)
-        with torch.no_grad():
-            t_logits = teacher(x[idx])
-        s_logits = student(x[idx])
-        kl = F.kl_div(
-            F.log_softmax(s_logits / 4, 1), F.softmax(t_logits / 4, 1), reduction="batchmean"
-        )
-        loss = 0.7 * 16 * kl + 0.3 * F.cross_entropy(s_logits, y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return student.eval()
-
-
-def _prune_and_distill(teacher, data, example, keep: float, epochs: float):
-    """(student, note): uniform keep-ratio pruning then a distillation fine-tune, with the
-    project's operators, or the interim ones above where those are not in the tree yet."""
+def _prune_and_distill(teacher, data, example, keep: float, epochs: float, logits):
+    """(student, note): uniform keep-ratio pruning, then a distillation fine-tune."""
     t0 = time.perf_counter()
-    try:
-        from hadmc.compress.pruning import find_layer_groups, prune_model
-    except ImportError:
-        student, how = _prune_interim(teacher, keep, example), "interim torch-pruning"
-    else:
-        groups = find_layer_groups(teacher, example)
-        student, how = prune_model(teacher, [keep] * len(groups), example), "hadmc pruning"
-    try:
-        from hadmc.compress.distill import DistillConfig, distill_finetune
-    except ImportError:
-        student = _distill_interim(student, teacher, data, epochs)
-        how += " + interim KD loop"
-    else:
-        cfg = DistillConfig(epochs=epochs, scope="all", temperature=4.0, alpha=0.7)
-        student = distill_finetune(student, teacher, data, cfg).model.eval()
-        how += " + hadmc distill"
-    return student, f"keep {keep}, distil {epochs} ep, {how}, {time.perf_counter() - t0:.0f} s"
+    groups = find_layer_groups(teacher, example)
+    student = prune_model(teacher, [keep] * len(groups), example)
+    cfg = DistillConfig(epochs=epochs, scope="all", temperature=4.0, alpha=0.7)
+    student = distill_finetune(student, teacher, data, cfg, teacher_logits=logits).model.eval()
+    return student, f"keep {keep}, distil {epochs} ep, {time.perf_counter() - t0:.0f} s"
 
 
-def _macs_params(model: torch.nn.Module, example: torch.Tensor) -> tuple[int, int]:
-    try:
-        from hadmc.compress.pruning import count_macs_params
-    except ImportError:
-        import torch_pruning as tp
-
-        macs, params = tp.utils.count_ops_and_params(model, example)
-        return int(macs), int(params)
-    return count_macs_params(model, example)
-
-
-def _fused(teacher: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module | None:
-    try:
-        from hadmc.compress.fusion import fuse_model
-        from hadmc.compress.pruning import find_layer_groups
-    except ImportError:
-        return None
+def _fused(teacher: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
     groups = find_layer_groups(teacher, example)
     return fuse_model(teacher, {m: "conv_bn_act" for g in groups for m in g.module_names})
 
@@ -220,7 +149,7 @@ def run(args: argparse.Namespace) -> list[Row]:
         calib_x = calib if precision == "int8" else None
         res = export(model, path, example, precision=precision, calib_x=calib_x, **kw)
         acc = evaluate_artifact(res, x_test, y_test) * 100
-        macs, params = _macs_params(model, example)
+        macs, params = count_macs_params(model, example)
         runtime = "onnxruntime" if fmt == "onnx" else "litert"
         results[name] = res
         rows.append(
@@ -231,20 +160,20 @@ def run(args: argparse.Namespace) -> list[Row]:
 
     print("ONNX variants of the demo model", flush=True)
     add("fp32", teacher, 1.0)
-    fused = _fused(teacher, example)
-    if fused is not None:
-        add(
-            "fused", fused, 1.0, note="conv+bn(+act) folded in torch (legacy exporter folds BN too)"
-        )
-    else:
-        print("  (fused row skipped: hadmc.compress.fusion not in the tree)")
+    add(
+        "fused",
+        _fused(teacher, example),
+        1.0,
+        note="conv+bn(+act) folded in torch (legacy exporter folds BN too)",
+    )
     add("fp16", teacher, 1.0, precision="fp16", note="ORT CPU: few fp16 kernels, casts inserted")
     add("int8", teacher, 1.0, precision="int8", note="static QDQ, u8 act / s8 per-channel weights")
 
     print(f"pruning + distillation ({epochs} epochs each)", flush=True)
     students = {}
+    logits = teacher_logits_for(teacher, data)  # the teacher is fixed: its logits once
     for keep in keeps:
-        student, note = _prune_and_distill(teacher, data, example, keep, epochs)
+        student, note = _prune_and_distill(teacher, data, example, keep, epochs, logits)
         name = f"pruned{int(round(keep * 100))}"
         students[name] = (student, keep, note)
         add(name, student, keep, note=note)
@@ -339,7 +268,12 @@ def main(argv: list[str] | None = None) -> int:
         help="interleaved rounds the runs are split into (default runs/5: 5 calls per variant per round)",
     )
     p.add_argument("--warmup-s", type=float, default=0.5)
-    p.add_argument("--distill-epochs", type=float, default=3.0)
+    p.add_argument(
+        "--distill-epochs",
+        type=float,
+        default=8.0,
+        help="distillation epochs after pruning (default 8: 3 left pruned50 2 points short)",
+    )
     p.add_argument(
         "--no-tflite", action="store_true", help="skip LiteRT rows (conversions are slow)"
     )

@@ -5,11 +5,12 @@ unless ``--device``); the hypervolume after every measured candidate is read fro
 summary. Strategies are compared at the same number of measurements (the smallest count any
 run reached: duplicates are measured once, so a run can end with fewer than ``--episodes``).
 
-    python bench/search.py            # ~15 min on 2 quiet cores: 3 seeds x 2 strategies x 12 episodes
-    python bench/search.py --quick    # ~5 min: 2 seeds x 6 episodes
+    python bench/search.py            # ~15 min on 2 quiet cores: 3 seeds x 2 strategies x 24 episodes
+    python bench/search.py --quick    # ~3 min: 2 seeds x 6 episodes
 
-Budgets (stated with the results): fine-tune 5 steps (quick 3) of batch 64 per candidate,
-measurement >= 20 runs and >= 0.2 s after >= 10 warm-up runs and >= 0.1 s, 1 thread.
+Budgets (stated with the results): fine-tune 20 steps (quick 5) of batch 64 per candidate, a
+PPO update every 6 episodes (quick 3), measurement >= 20 runs and >= 0.2 s after >= 10 warm-up
+runs and >= 0.1 s, 1 thread.
 
 Writes bench/results/search.json and bench/results/search.png, prints a table.
 """
@@ -76,15 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="2 seeds x 6 episodes, small budgets")
     p.add_argument("--seeds", type=int, default=None, help="seeds per strategy (default 3)")
-    p.add_argument("--episodes", type=int, default=None, help="episodes per run (default 12)")
+    p.add_argument("--episodes", type=int, default=None, help="episodes per run (default 24)")
     p.add_argument("--device", default=None, help="as hadmc-host search --device (default local)")
     p.add_argument("--work-dir", type=Path, default=ROOT / "outputs" / "bench-search")
     p.add_argument("--results-dir", type=Path, default=RESULTS, help="where search.json/.png go")
     cfg = p.parse_args(argv)
     cfg.seeds = cfg.seeds or (2 if cfg.quick else 3)
-    cfg.episodes = cfg.episodes or (6 if cfg.quick else 12)
-    cfg.episodes_per_update = 3 if cfg.quick else 4
-    cfg.finetune_steps = 3 if cfg.quick else 5
+    cfg.episodes = cfg.episodes or (6 if cfg.quick else 24)
+    cfg.episodes_per_update = 3 if cfg.quick else 6
+    cfg.finetune_steps = 5 if cfg.quick else 20
     cfg.measure_runs, cfg.measure_seconds, cfg.warmup_seconds = (20, 0.2, 0.1)
 
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())

@@ -6,7 +6,10 @@ by hand — only the few fields that matter (field numbers from onnx/onnx.proto3
 - tensors with ``data_location = EXTERNAL`` (14) or ``external_data`` entries (13): rejected,
   they would make the runtime open arbitrary paths on the board;
 - node domains other than the standard ones (and functions defined inside the model):
-  rejected as custom ops, which need native libraries the board must not load.
+  rejected as custom ops, which need native libraries the board must not load. Only domains
+  that nodes *use* count: an ``opset_import`` entry alone runs nothing (onnxruntime's own
+  quantizer declares contrib domains such as ``com.microsoft.nchwc`` that a QDQ graph never
+  uses), so declared-but-unused domains are accepted.
 Anything this walk cannot decode is not a valid ONNX file. Deeper validity (types, shapes,
 op versions) is left to onnxruntime itself, in the isolated worker.
 
@@ -26,7 +29,7 @@ STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
 MAX_DEPTH = 32  # nested subgraphs (If/Loop bodies); deeper is hostile, not a model
 
 # (message, field number) of the fields we descend into or read.
-_MODEL_GRAPH, _MODEL_OPSET, _MODEL_FUNCTIONS, _MODEL_IR = 7, 8, 25, 1
+_MODEL_GRAPH, _MODEL_FUNCTIONS, _MODEL_IR = 7, 25, 1
 _GRAPH_NODE, _GRAPH_INIT, _GRAPH_SPARSE_INIT = 1, 5, 15
 _NODE_ATTR, _NODE_DOMAIN = 5, 7
 _ATTR_T, _ATTR_G, _ATTR_TENSORS, _ATTR_GRAPHS = 5, 6, 10, 11
@@ -34,7 +37,6 @@ _ATTR_SPARSE, _ATTR_SPARSES = 22, 23
 _SPARSE_VALUES, _SPARSE_INDICES = 1, 2
 _TENSOR_EXT, _TENSOR_LOC, _TENSOR_NAME = 13, 14, 8
 _FUNC_NODE, _FUNC_DOMAIN = 7, 10
-_OPSET_DOMAIN = 1
 
 
 class WireError(ValueError):
@@ -152,10 +154,6 @@ class _OnnxChecker:
                     elif fnum == _FUNC_DOMAIN:
                         domain = bytes(_sub(fwt, fval)).decode("utf-8", "replace")
                         self.local_function_domains.add(domain)
-            elif num == _MODEL_OPSET:
-                for onum, owt, oval in fields(_sub(wt, val)):
-                    if onum == _OPSET_DOMAIN:
-                        self.domains.add(bytes(_sub(owt, oval)).decode("utf-8", "replace"))
         if not (has_graph and has_ir):
             raise AgentError(pb.INVALID_MODEL, "not an ONNX model: no ir_version or no graph")
 

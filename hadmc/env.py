@@ -56,6 +56,12 @@ def make_action_spec(runtime: str) -> ActionSpec:
     )
 
 
+# Where the PPO distillation head starts (raw Gaussian mean): T = 4, alpha = sigmoid(0.85) = 0.7,
+# Hinton et al.'s usual range. Why: a zero mean maps to T = 1 (the clip floor), where the soft
+# targets carry almost nothing beyond the labels, and half of all early samples would sit there.
+DISTILLATION_INIT_RAW = (4.0, 0.85)
+
+
 def map_distillation(raw: Sequence[float]) -> tuple[float, float]:
     """Raw Gaussian sample -> (T, alpha) on a grid, so equal configurations are recognised.
 

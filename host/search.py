@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,9 +26,12 @@ from typing import Any
 
 from hadmc.hal import DeviceError, MeasureOptions
 
-DEFAULT_EPISODES = 24
+# Sized so that `hadmc-host search` with no arguments finishes in about 10 minutes on 2 cores,
+# demo training included (docs/results.md has the measured breakdown): one candidate costs
+# ~7 s of fine-tuning at 50 steps + ~1.5 s export + ~4 s measurement.
+DEFAULT_EPISODES = 32
 DEFAULT_EPISODES_PER_UPDATE = 8
-DEFAULT_FINETUNE_STEPS = 10
+DEFAULT_FINETUNE_STEPS = 50
 _RESUMABLE = (
     "model data device runtime threads episodes episodes_per_update max_latency_ms "
     "max_accuracy_drop max_memory_mb strategy seed finetune_steps measure_runs "
@@ -54,7 +58,10 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         help="ip:port of a hadmc-device agent, or sim:<profile> (analytic estimate, "
         "labelled simulated). Default: start a local agent on 127.0.0.1",
     )
-    a("--token", help="bearer token for a remote agent started with --token")
+    a(
+        "--token",
+        help="bearer token for a remote agent started with --token (default: $HADMC_TOKEN)",
+    )
     a(
         "--runtime",
         choices=("onnxruntime", "litert"),
@@ -63,6 +70,13 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         "the quantization agent may choose (fp32/int8). Default: onnxruntime",
     )
     a("--threads", type=int, default=1, help="inference threads on the device (default 1)")
+    a(
+        "--host-threads",
+        type=int,
+        default=None,
+        help="torch threads for fine-tuning and evaluation on this machine (default: all cores; "
+        "lower it when the machine is shared, e.g. 1 beside other heavy work)",
+    )
     a(
         "--episodes",
         type=int,
@@ -143,6 +157,8 @@ def _resolve_args(args: argparse.Namespace) -> tuple[argparse.Namespace, Path, b
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
     if args.finetune_steps < 0:
         raise ValueError("--finetune-steps must be >= 0")
+    if args.host_threads is not None and args.host_threads < 1:
+        raise ValueError("--host-threads must be >= 1")
     if args.measure_seconds <= 0 or args.warmup_seconds < 0:
         raise ValueError("--measure-seconds must be > 0 and --warmup-seconds >= 0")
     from hadmc.reward import Limits
@@ -172,7 +188,9 @@ def run_search(args: argparse.Namespace, hooks: dict[str, Any] | None = None) ->
     level = client_log.level
     client_log.setLevel(logging.ERROR)
     try:
-        device = open_device(args.device, token=args.token)
+        # Like `profile` and `devices`: $HADMC_TOKEN stands in for --token (and keeps the
+        # token out of shell history and `ps`).
+        device = open_device(args.device, token=args.token or os.environ.get("HADMC_TOKEN"))
         info = device.info()
     except (DeviceError, OSError) as exc:
         return _fail(f"device {args.device or 'local agent'}: {exc}")

@@ -91,6 +91,7 @@ class EvalContext:
     baseline_manifest: Any  # hadmc.chunking.Manifest of the baseline artifact
     reward_config: RewardConfig
     candidates_dir: Path
+    teacher_logits: Any = None  # torch.Tensor: the model's logits on x_train, for fine-tunes
 
 
 @dataclass
@@ -168,6 +169,7 @@ class CandidateEvaluator:
                 finetune_steps=ctx.finetune_steps,
                 seed=ctx.seed,
                 threads=ctx.threads,
+                teacher_logits=ctx.teacher_logits,
             )
         except Exception as exc:  # noqa: BLE001 - a candidate that cannot be built is recorded
             log.exception("building candidate failed")

@@ -20,8 +20,9 @@ from hadmc.candidate import (
     model_hash,
 )
 from hadmc.chunking import chunk_file
+from hadmc.compress.distill import teacher_logits_for
 from hadmc.compress.pruning import find_layer_groups
-from hadmc.env import CompressionEnv, EvalOutcome, JointAction
+from hadmc.env import DISTILLATION_INIT_RAW, CompressionEnv, EvalOutcome, JointAction
 from hadmc.hal import Device
 from hadmc.pareto import ParetoArchive
 from hadmc.reward import Limits, Objectives, RewardConfig
@@ -43,16 +44,18 @@ class SearchRun:
         resumed: bool,
         hooks: dict[str, Any],
     ) -> None:
-        # Host-side torch work (training, fine-tuning) uses half the cores (1 of 2): on a busy
-        # 2-core machine a 2-thread fine-tune step measured ~4x slower than a 1-thread one
-        # (6 s vs 1.4 s, batch 64), and a local agent needs a core for its measurements.
+        # Host-side torch work (training, fine-tuning, evaluation) never overlaps a measurement
+        # (the loop is sequential), so by default it takes every core: on a quiet 2-core machine
+        # 2 threads fine-tuned 1.4x faster than 1. On a machine shared with other work, fewer
+        # is better (measured under load 4-7: 2 threads ~4x slower than 1): --host-threads.
         import os
 
         import torch
 
         from host.search import measure_options
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+        host_threads = getattr(args, "host_threads", None) or os.cpu_count() or 1
+        torch.set_num_threads(max(1, int(host_threads)))
         self.args, self.run_dir, self.resumed, self.hooks = args, run_dir, resumed, hooks
         self.ext = ARTIFACT_EXT[args.runtime]
         self.model, self.data, self.model_label = load_model_and_data(
@@ -108,6 +111,9 @@ class SearchRun:
             baseline_manifest=chunk_file(base_path),
             reward_config=RewardConfig(limits=self.limits),
             candidates_dir=run_dir / "candidates",
+            teacher_logits=teacher_logits_for(self.model, self.data)
+            if args.finetune_steps > 0
+            else None,
         )
         reopen = None
         if args.device is None:
@@ -162,6 +168,12 @@ class SearchRun:
                     f"fastest {fastest:.3f} ms HV {self.archive.hypervolume():.3f}"
                 )
             self._progress.update(self._task, advance=1, description=desc)
+            if not self._progress.console.is_terminal:
+                # Piped or redirected (CI, nohup, | tee): a live bar draws nothing there, so
+                # the same line goes out once per episode instead.
+                self._progress.console.print(
+                    f"{desc} [{out.status}]", highlight=False, markup=False
+                )
         return out
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -205,7 +217,10 @@ class SearchRun:
             from hadmc.ppo import PPO, PPOConfig
 
             updates = math.ceil(self.args.episodes / self.args.episodes_per_update)
-            config = PPOConfig(total_updates=updates)
+            config = PPOConfig(
+                total_updates=updates,
+                gaussian_init_mean={"distillation": list(DISTILLATION_INIT_RAW)},
+            )
             return PPO(self.env.observation_dim, self.env.action_spec, config, self.args.seed)
         from hadmc.policy import RandomPolicy
 

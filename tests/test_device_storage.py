@@ -92,6 +92,18 @@ def test_onnx_precheck_rejects_external_data_and_custom_ops() -> None:
         security.check_onnx(_onnx_with(custom))
 
 
+def test_onnx_precheck_accepts_declared_but_unused_domains() -> None:
+    # onnxruntime's quantizer declares contrib domains its QDQ output never uses; a declaration
+    # runs nothing, so only domains that nodes use are checked.
+    from onnx import helper
+
+    def declare(model) -> None:  # noqa: ANN001
+        model.opset_import.append(helper.make_opsetid("com.microsoft.nchwc", 1))
+        model.opset_import.append(helper.make_opsetid("my.custom", 1))
+
+    security.check_onnx(_onnx_with(declare))
+
+
 @pytest.mark.parametrize("data", [os.urandom(4096), b"", b"\x08\x01", bytes(64)])
 def test_onnx_precheck_rejects_garbage(data: bytes) -> None:
     with pytest.raises(AgentError) as exc:

@@ -14,6 +14,7 @@ from hadmc.compress.distill import (
     DistillConfig,
     distill_finetune,
     distillation_loss,
+    teacher_logits_for,
 )
 from hadmc.compress.pruning import find_layer_groups, prune_model
 from hadmc.models import evaluate_accuracy
@@ -121,3 +122,25 @@ def test_bad_config_and_scopes() -> None:
             bad.validate()
     zeros = torch.zeros(1, 3)
     assert np.isclose(float(distillation_loss(zeros, zeros, torch.tensor([0]), 1.0, 1.0)), 0.0)
+
+
+def test_cached_teacher_logits_train_the_same_student(demo, pruned) -> None:
+    # The cache only skips recomputing the (fixed, eval-mode) teacher; the student's path
+    # through training must be the same, up to float reordering in the teacher's batches
+    # (logits differ by ~2e-6; Adam turns that into small weight differences where a
+    # gradient is near zero, so the comparison is on what the student computes).
+    model, data = demo
+    cfg = DistillConfig(temperature=3.0, alpha=0.6, scope="last_3", max_steps=4, batch_size=64)
+    plain = distill_finetune(pruned, model, data, cfg)
+    logits = teacher_logits_for(model, data)
+    assert logits.shape == (len(data.x_train), 10)
+    cached = distill_finetune(pruned, model, data, cfg, teacher_logits=logits)
+    assert plain.steps == cached.steps == 4
+    x = torch.from_numpy(data.x_val[:128].copy())
+    with torch.no_grad():
+        out_plain, out_cached = plain.model(x), cached.model(x)
+    assert (out_plain - out_cached).abs().max() < 1e-2
+    assert torch.equal(out_plain.argmax(1), out_cached.argmax(1))
+    assert cached.final_loss == pytest.approx(plain.final_loss, rel=1e-4)
+    with pytest.raises(ValueError, match="teacher_logits has 3 rows"):
+        distill_finetune(pruned, model, data, cfg, teacher_logits=logits[:3])

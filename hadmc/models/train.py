@@ -21,16 +21,41 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def iterate_minibatches(
-    x: np.ndarray, y: np.ndarray, batch_size: int, generator: torch.Generator
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Shuffled mini-batches; the last, smaller batch is dropped unless it is the only one
-    (a batch of 1 would break BatchNorm in train mode)."""
-    n = len(x)
+@contextlib.contextmanager
+def channels_last(model: nn.Module) -> Iterator[None]:
+    """Run ``model`` in channels_last memory format for the block, then restore contiguous.
+
+    Why: PyTorch's CPU convolutions (depthwise ones above all) are much faster in NHWC; on the
+    demo net, evaluating 256 images took 2.5 s in NCHW at batch 512 and 0.7 s in NHWC at
+    batch 16 (1 thread). Values are unchanged; only strides move, and they are moved back so
+    export and hashing see the usual layout.
+    """
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+
+
+def nhwc_batch(x: np.ndarray) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+
+def minibatch_indices(n: int, batch_size: int, generator: torch.Generator) -> Iterator[np.ndarray]:
+    """One shuffled epoch of index batches; the last, smaller batch is dropped unless it is the
+    only one (a batch of 1 would break BatchNorm in train mode)."""
     order = torch.randperm(n, generator=generator).numpy()
     stop = n - n % batch_size if n >= batch_size else n
     for i in range(0, stop, batch_size):
-        idx = order[i : i + batch_size]
+        yield order[i : i + batch_size]
+
+
+def iterate_minibatches(
+    x: np.ndarray, y: np.ndarray, batch_size: int, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffled mini-batches of :func:`minibatch_indices`."""
+    for idx in minibatch_indices(len(x), batch_size, generator):
         yield torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
 
 
@@ -132,8 +157,9 @@ def recalibrate_bn(
     for bn in bns:
         bn.train()
     try:
-        for i in range(0, len(x), batch_size):
-            model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32)))
+        with channels_last(model):
+            for i in range(0, len(x), batch_size):
+                model(nhwc_batch(x[i : i + batch_size]))
     finally:
         for bn, momentum in zip(bns, momenta, strict=True):
             bn.momentum = momentum
@@ -141,20 +167,37 @@ def recalibrate_bn(
 
 
 @torch.no_grad()
+def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 16) -> torch.Tensor:
+    """Logits of ``model`` in eval mode over all of ``x`` (restores its previous mode)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with channels_last(model):
+            out = [model(nhwc_batch(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out).contiguous() if out else torch.empty(0)
+
+
+@torch.no_grad()
 def evaluate_accuracy(
-    model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 512
+    model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 16
 ) -> float:
-    """Top-1 accuracy in [0, 1] of ``model`` in eval mode (restores its previous mode)."""
+    """Top-1 accuracy in [0, 1] of ``model`` in eval mode (restores its previous mode).
+
+    Small NHWC batches: the fastest eager CPU inference measured on the demo net (see
+    :func:`channels_last`); batch 16 beat 64 by 1.6x and 512 by 2.5x at 1 thread.
+    """
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"need equal, non-empty x and y; got {len(x)} and {len(y)}")
     was_training = model.training
     model.eval()
     correct = 0
     try:
-        for i in range(0, len(x), batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32))
-            pred = model(xb).argmax(dim=1).numpy()
-            correct += int((pred == y[i : i + batch_size]).sum())
+        with channels_last(model):
+            for i in range(0, len(x), batch_size):
+                pred = model(nhwc_batch(x[i : i + batch_size])).argmax(dim=1).numpy()
+                correct += int((pred == y[i : i + batch_size]).sum())
     finally:
         model.train(was_training)
     return correct / len(x)
