@@ -4,6 +4,14 @@ Directions: accuracy is maximised; latency, memory, size, energy and update byte
 minimised. Dominance uses all six objectives, except energy, which is used only while every
 archived point (and the baseline) has it, so a board without a power sensor still gets a front.
 
+Measured objectives are noisy, so the front also drops members that another member beats by a
+clear margin while being no worse than measurement noise everywhere else (epsilon-dominance,
+Laumanns et al. 2002; tolerances in ``NOISE_TOLERANCE``). Why: with five objectives, a
+candidate that collapsed to 10 % accuracy stayed "non-dominated" because its peak memory was
+1 MB (1.6 %) below a 95 %-accurate one; that is run-to-run noise of peak RSS, not a trade-off.
+A member is removed only by one that is strictly better beyond tolerance somewhere, so two
+near-identical candidates both stay.
+
 Hypervolume (exact, ``moocore.hypervolume``) is computed over normalised objectives, all turned
 into "smaller is better" ratios against the uncompressed baseline::
 
@@ -42,6 +50,17 @@ REFERENCE_POINT: dict[str, float] = {
     "energy": 2.0,
     "update": 2.0,
 }
+# Relative noise per minimised objective, used only for epsilon-dominance on the front.
+# Latency and peak memory vary by a few percent between identical measurements; size and update
+# bytes are exact; accuracy (fixed validation split) is exact, so it gets no tolerance.
+NOISE_TOLERANCE: dict[str, float] = {
+    "accuracy": 0.0,
+    "latency": 0.03,
+    "memory": 0.03,
+    "size": 0.0,
+    "update": 0.0,
+    "energy": 0.05,
+}
 _ATTR = {
     "accuracy": "accuracy",
     "latency": "latency_ms",
@@ -72,6 +91,27 @@ def normalise(obj: Objectives, baseline: Objectives, names: Sequence[str]) -> li
             if value is None or base is None:
                 raise ValueError(f"objective {name} is missing; cannot enter the hypervolume")
             out.append(float(value) / float(base))
+    return out
+
+
+def _epsilon_dominated(m: np.ndarray, names: Sequence[str], among: np.ndarray) -> np.ndarray:
+    """Rows of ``m`` (all minimised) that some row in ``among`` beats beyond tolerance.
+
+    ``a`` removes ``b`` when a is within tolerance of b or better on every objective and beyond
+    tolerance better on at least one. Tolerances are relative to ``|b|`` (accuracy enters as
+    -accuracy, with tolerance 0). Two rows can never remove each other: being beyond tolerance
+    better on one objective contradicts being within tolerance there the other way round.
+    """
+    tol = np.asarray([NOISE_TOLERANCE[n] for n in names], dtype=float) * np.abs(m)
+    out = np.zeros(len(m), dtype=bool)
+    idx = np.flatnonzero(among)
+    for b in idx:
+        others = idx[idx != b]
+        if not len(others):
+            continue
+        within = np.all(m[others] <= m[b] + tol[b], axis=1)
+        clearly = np.any(m[others] < m[b] - tol[b], axis=1)
+        out[b] = bool(np.any(within & clearly))
     return out
 
 
@@ -116,11 +156,15 @@ class ParetoArchive:
             e.objectives.energy_mj is not None for e in self.entries
         )
 
-    def _matrix(self) -> np.ndarray:
-        """Rows = entries, columns = dominance objectives, all as 'minimise'."""
+    def _names(self) -> list[str]:
         names = ["accuracy", "latency", "memory", "size", "update"]
         if self._use_energy():
             names.append("energy")
+        return names
+
+    def _matrix(self) -> np.ndarray:
+        """Rows = entries, columns = dominance objectives, all as 'minimise'."""
+        names = self._names()
         rows = []
         for e in self.entries:
             o = e.objectives
@@ -140,7 +184,9 @@ class ParetoArchive:
         if not self.entries:
             return np.zeros(0, dtype=bool)
         # keep_weakly: two candidates with identical objectives both stay on the front.
-        return np.asarray(moocore.is_nondominated(self._matrix(), keep_weakly=True), dtype=bool)
+        m = self._matrix()
+        mask = np.asarray(moocore.is_nondominated(m, keep_weakly=True), dtype=bool)
+        return mask & ~_epsilon_dominated(m, self._names(), mask)
 
     def add(self, candidate_id: int | str, objectives: Objectives) -> bool:
         """Archive a measured candidate; True when it is on the front after adding."""

@@ -32,6 +32,18 @@ def test_known_front() -> None:
     assert "F" in a.front_ids()
 
 
+def test_noise_level_gains_do_not_keep_a_collapsed_model_on_the_front() -> None:
+    # Seen in a real run: a candidate at 10 % accuracy, 5 % slower than a 95 % one, stayed
+    # "non-dominated" because its peak memory was 1.2 MB (1.6 %) lower, which is noise.
+    a = ParetoArchive(BASE)
+    a.add("good", obj(0.948, 5.15, mem=72.9, size=1295))
+    a.add("collapsed", obj(0.10, 5.39, mem=71.7, size=1295))
+    a.add("tradeoff", obj(0.98, 7.38, mem=73.7, size=1676))  # slower but more accurate: stays
+    a.add("lean", obj(0.30, 5.30, mem=60.0, size=1295))  # 18 % less memory: a real trade-off
+    a.add("twin", obj(0.948, 5.10, mem=73.0, size=1295))  # within noise of "good": both stay
+    assert sorted(a.front_ids()) == ["good", "lean", "tradeoff", "twin"]
+
+
 def test_two_d_hypervolume_by_hand() -> None:
     a = two_d()
     # ref (1, 2): slabs x in [0.05,0.1) h=0.8, [0.1,0.2) h=1.5, [0.2,1) h=1.8
