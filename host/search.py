@@ -30,7 +30,7 @@ from hadmc.hal import DeviceError, MeasureOptions
 # demo training included (docs/results.md has the measured breakdown): one candidate costs
 # ~7 s of fine-tuning at 50 steps + ~1.5 s export + ~4 s measurement.
 DEFAULT_EPISODES = 32
-DEFAULT_EPISODES_PER_UPDATE = 8
+DEFAULT_EPISODES_PER_UPDATE = 4
 DEFAULT_FINETUNE_STEPS = 50
 _RESUMABLE = (
     "model data device runtime threads episodes episodes_per_update max_latency_ms "
