@@ -9,7 +9,7 @@ run reached: duplicates are measured once, so a run can end with fewer than ``--
     python bench/search.py --quick    # ~3 min: 2 seeds x 6 episodes
 
 Budgets (stated with the results): fine-tune 20 steps (quick 5) of batch 64 per candidate, a
-PPO update every 6 episodes (quick 3), measurement >= 20 runs and >= 0.2 s after >= 10 warm-up
+PPO update every 4 episodes (quick 3), as the search default, measurement >= 20 runs and >= 0.2 s after >= 10 warm-up
 runs and >= 0.1 s, 1 thread.
 
 Writes bench/results/search.json and bench/results/search.png, prints a table.
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = p.parse_args(argv)
     cfg.seeds = cfg.seeds or (2 if cfg.quick else 3)
     cfg.episodes = cfg.episodes or (6 if cfg.quick else 24)
-    cfg.episodes_per_update = 3 if cfg.quick else 6
+    cfg.episodes_per_update = 3 if cfg.quick else 4
     cfg.finetune_steps = 5 if cfg.quick else 20
     cfg.measure_runs, cfg.measure_seconds, cfg.warmup_seconds = (20, 0.2, 0.1)
 
