@@ -17,9 +17,9 @@ GENERATED = ("hadmc_device_pb2.py", "hadmc_device_pb2.pyi", "hadmc_device_pb2_gr
 
 def generate(out_root: Path) -> list[Path]:
     """Write the generated modules under ``out_root/protos/`` and return their paths."""
-    from grpc_tools import protoc  # host-side tool only: the board never runs this
-
+    # host-side tool only: the board never runs this
     import grpc_tools
+    from grpc_tools import protoc
 
     repo_root = Path(__file__).resolve().parent.parent
     (out_root / "protos").mkdir(parents=True, exist_ok=True)

@@ -66,8 +66,15 @@ def test_startup_timeout_kills_the_agent() -> None:
     assert _gone(started, timeout_s=1.0)
 
 
+# CI (and any background job of a non-interactive shell) starts us with SIGINT ignored, and
+# children inherit that: Python then never raises KeyboardInterrupt and Ctrl-C is moot. The child
+# first takes what an interactive terminal gives it, which is the case this test is about. (Done
+# in the child rather than with Popen(preexec_fn=...), which is unsafe after threads started.)
 SCRIPT = textwrap.dedent(
     """
+    import signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     import time
     from host.local_agent import LocalDevice
     device = LocalDevice()
@@ -77,14 +84,6 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _default_signal_dispositions() -> None:
-    # CI (and any background job of a non-interactive shell) starts us with SIGINT ignored, and
-    # children inherit that: Python then never raises KeyboardInterrupt and Ctrl-C is moot. Give
-    # the parent what an interactive terminal gives it, which is the case this test is about.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_parent_takes_the_agent_down(signum: int) -> None:
     parent = subprocess.Popen(
@@ -92,7 +91,6 @@ def test_interrupted_parent_takes_the_agent_down(signum: int) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_default_signal_dispositions,
     )
     try:
         line = parent.stdout.readline()
