@@ -86,13 +86,19 @@ def common_baseline(runs: list[dict]) -> dict:
     return out
 
 
-def run_stats(run: dict, rows: list[dict], common: dict) -> dict:
+def hv_history(rows: list[dict], baseline: dict) -> list[float]:
+    """Hypervolume after each measured row, with the current ``hadmc.pareto`` definition (so a
+    ``--reanalyse`` of older runs scores them exactly like a new run)."""
     from hadmc.pareto import ParetoArchive
     from hadmc.reward import Objectives
 
-    archive = ParetoArchive(Objectives.from_dict(common))
+    archive = ParetoArchive(Objectives.from_dict(baseline))
     for i, row in enumerate(rows):
         archive.add(i, Objectives.from_dict(row["objectives"]))
+    return [h for _, _, h in archive.history]
+
+
+def run_stats(run: dict, rows: list[dict], common: dict) -> dict:
     base_acc, base_lat = run["baseline"]["accuracy"], run["baseline"]["latency_ms"]
     drops = [100 * (base_acc - r["objectives"]["accuracy"]) for r in rows]
     near = [
@@ -102,8 +108,11 @@ def run_stats(run: dict, rows: list[dict], common: dict) -> dict:
     ]
     rewards = [r["reward"] for r in rows]
     half = len(rewards) // 2
+    own = hv_history(rows, run["baseline"])
     return {
-        "hv_common_history": [h for _, _, h in archive.history],
+        "hypervolume": own[-1],
+        "hypervolume_history": own,
+        "hv_common_history": hv_history(rows, common),
         "within_1_5_points": len(near),
         "best_speedup_within_1_5_points": max(near) if near else None,
         "collapsed_below_50pct": sum(r["objectives"]["accuracy"] < 0.5 for r in rows),

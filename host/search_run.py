@@ -10,8 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from hadmc.candidate import (
     ARTIFACT_EXT,
     example_input_for,
@@ -27,6 +25,7 @@ from hadmc.hal import Device
 from hadmc.pareto import ParetoArchive
 from hadmc.reward import Limits, Objectives, RewardConfig
 from hadmc.state import HardwareFeatures, StateEncoder
+from host.front_table import front_table
 from host.search_eval import CandidateEvaluator, EvalContext, copy_artifact
 from host.store import ResultsStore
 from host.user_model import load_model_and_data
@@ -67,8 +66,12 @@ class SearchRun:
         torch.set_num_threads(max(1, int(host_threads)))
         self.args, self.run_dir, self.resumed, self.hooks = args, run_dir, resumed, hooks
         self.ext = ARTIFACT_EXT[args.runtime]
+        self._say(
+            "setup: model and data"
+            + (" (the demo trains on first use, 1-2 min, then is cached)" if not args.model else "")
+        )
         self.model, self.data, self.model_label = load_model_and_data(
-            args.model, args.data, seed=args.seed
+            args.model, args.data, seed=args.seed, progress=not hooks.get("quiet")
         )
         example = example_input_for(self.data.input_shape)
         self.groups = find_layer_groups(self.model, example)
@@ -96,6 +99,10 @@ class SearchRun:
             )
         self.baseline_metrics = stored
         self.baseline = Objectives.from_metrics(stored)
+        self._say(
+            f"setup: fp32 baseline {100 * self.baseline.accuracy:.2f} % val accuracy,"
+            f" {self.baseline.latency_ms:.3f} ms p50 on {device.name}; per-group sensitivity next"
+        )
 
         sensitivity = self._sensitivity(example)
         hardware = HardwareFeatures.from_device_info(
@@ -135,6 +142,11 @@ class SearchRun:
         self.env = CompressionEnv(self.encoder, args.runtime, self._evaluate)
         self._progress: Any = None
         self._task: Any = None
+
+    def _say(self, message: str) -> None:
+        """One line on stderr for a setup stage (the episode bar starts after setup)."""
+        if not self.hooks.get("quiet"):
+            print(message, file=sys.stderr, flush=True)
 
     def _sensitivity(self, example: Any) -> list[float]:
         """Per-group sensitivity: from the run dir (resume), else a cache keyed by model hash
@@ -330,7 +342,6 @@ class SearchRun:
 
     def finish(self, summary: dict[str, Any]) -> None:
         from rich.console import Console
-        from rich.table import Table
 
         pareto_dir = self.run_dir / "pareto"
         for row in summary["front"]:
@@ -357,50 +368,7 @@ class SearchRun:
         out = Console(stderr=self.args.json)
         if not out.is_terminal:
             out = Console(stderr=self.args.json, width=140)  # logs/pipes: no truncated columns
-        b = self.baseline
-        table = Table(
-            title=f"Pareto front ({summary['measured']} measured, "
-            f"{summary['failed']} failed, HV {summary['hypervolume']:.3f})"
-        )
-        for col in (
-            "id",
-            "acc %",
-            "drop pts",
-            "p50 ms",
-            "speedup",
-            "size KB",
-            "mem MB",
-            "precision",
-            "mean keep",
-            "feasible",
-        ):
-            table.add_column(col, justify="right")
-        table.add_row(
-            "base",
-            f"{100 * b.accuracy:.2f}",
-            "0.00",
-            f"{b.latency_ms:.3f}",
-            "1.00",
-            f"{b.size_bytes / 1024:.1f}",
-            f"{b.memory_mb:.1f}",
-            "fp32",
-            "1.00",
-            "",
-        )
-        for r in summary["front"]:
-            table.add_row(
-                str(r["id"]),
-                f"{100 * r['accuracy']:.2f}",
-                f"{100 * (b.accuracy - r['accuracy']):.2f}",
-                f"{r['latency_ms']:.3f}",
-                f"{b.latency_ms / r['latency_ms']:.2f}",
-                f"{r['size_bytes'] / 1024:.1f}",
-                f"{r['memory_mb']:.1f}",
-                str(r["precision"]),
-                f"{np.mean(r['actions']['pruning']):.2f}",
-                str(r["feasible"]),
-            )
-        out.print(table)
+        out.print(front_table(summary, self.baseline))
         out.print(f"run directory: {self.run_dir}")
         out.print(f"results: {self.store.path}   Pareto artifacts: {pareto_dir}")
         if best is not None:
@@ -408,8 +376,13 @@ class SearchRun:
                 f"best under limits: {best['path']} (speedup {best['speedup']:.2f}x, "
                 f"accuracy drop {best['accuracy_drop_points']:.2f} points)"
             )
+        elif not summary["front"]:
+            out.print(
+                "no working model: every measured candidate kept half of the baseline's accuracy"
+                " or less (all are in results.sqlite); try more --finetune-steps or --episodes"
+            )
         else:
-            out.print("no measured candidate satisfies the limits")
+            out.print("no front member satisfies the limits")
         if self.args.json:
             print(json.dumps(summary, default=str))
         self.store.close()

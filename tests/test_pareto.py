@@ -28,40 +28,59 @@ def test_known_front() -> None:
     a = two_d()
     assert a.front_ids() == ["A", "B", "D"]
     assert a.add("E", obj(0.5, 25.0)) is False  # dominated
-    assert a.add("F", obj(0.5, 1.0)) is True  # fastest
+    assert a.add("F", obj(0.6, 1.0)) is True  # fastest
     assert "F" in a.front_ids()
 
 
-def test_noise_level_gains_do_not_keep_a_collapsed_model_on_the_front() -> None:
-    # Seen in a real run: a candidate at 10 % accuracy, 5 % slower than a 95 % one, stayed
+def test_noise_level_gains_do_not_keep_a_worse_model_on_the_front() -> None:
+    # Seen in a real run: a much less accurate candidate, 5 % slower than a 95 % one, stayed
     # "non-dominated" because its peak memory was 1.2 MB (1.6 %) lower, which is noise.
     a = ParetoArchive(BASE)
     a.add("good", obj(0.948, 5.15, mem=72.9, size=1295))
-    a.add("collapsed", obj(0.10, 5.39, mem=71.7, size=1295))
+    a.add("worse", obj(0.60, 5.39, mem=71.7, size=1295))
     a.add("tradeoff", obj(0.98, 7.38, mem=73.7, size=1676))  # slower but more accurate: stays
-    a.add("lean", obj(0.30, 5.30, mem=60.0, size=1295))  # 18 % less memory: a real trade-off
+    a.add("lean", obj(0.55, 5.30, mem=60.0, size=1295))  # 18 % less memory: a real trade-off
     a.add("twin", obj(0.948, 5.10, mem=73.0, size=1295))  # within noise of "good": both stay
     assert sorted(a.front_ids()) == ["good", "lean", "tradeoff", "twin"]
 
 
+def test_collapsed_models_are_archived_but_never_on_the_front() -> None:
+    # A broken model is as fast and small as a working one of its shape, so dominance alone
+    # keeps it; at or below half the baseline's accuracy it is recorded but not a trade-off.
+    a = ParetoArchive(BASE)
+    a.add("working", obj(0.90, 5.0, size=900))
+    hv_working = a.hypervolume()
+    assert a.add("collapsed", obj(0.10, 1.0, mem=20.0, size=100)) is False
+    assert a.add("half", obj(0.50, 1.0, mem=20.0, size=100)) is False  # the bound is exclusive
+    assert len(a) == 3 and "collapsed" in a
+    assert a.front_ids() == ["working"]
+    assert a.hypervolume() == pytest.approx(hv_working)
+    assert a.add("just_above", obj(0.51, 1.0, mem=20.0, size=100)) is True
+    assert a.hypervolume() > hv_working
+    only_broken = ParetoArchive(BASE)
+    only_broken.add("collapsed", obj(0.10, 1.0))
+    assert only_broken.front() == [] and only_broken.hypervolume() == 0.0
+    assert only_broken.best_under(Limits()) is None
+
+
 def test_two_d_hypervolume_by_hand() -> None:
     a = two_d()
-    # ref (1, 2): slabs x in [0.05,0.1) h=0.8, [0.1,0.2) h=1.5, [0.2,1) h=1.8
-    expected = 0.05 * 0.8 + 0.1 * 1.5 + 0.8 * 1.8
-    assert expected == pytest.approx(1.63)
+    # ref (0.5, 2): slabs x in [0.05,0.1) h=0.8, [0.1,0.2) h=1.5, [0.2,0.5) h=1.8
+    expected = 0.05 * 0.8 + 0.1 * 1.5 + 0.3 * 1.8
+    assert expected == pytest.approx(0.73)
     assert a.hypervolume() == pytest.approx(expected)
     hvs = [h for _, _, h in a.history]
-    assert hvs[0] == pytest.approx(0.9 * 1.5)
+    assert hvs[0] == pytest.approx(0.4 * 1.5)
     assert hvs[2] == hvs[1]  # dominated C adds nothing
     a.add("out", obj(0.5, 25.0))  # beyond the reference point: nothing
     assert a.hypervolume() == pytest.approx(expected)
 
 
-def test_baseline_hv_is_one_with_default_reference() -> None:
+def test_baseline_hv_is_one_half_with_default_reference() -> None:
     a = ParetoArchive(BASE)
     a.add(0, BASE)
-    # (1-0) x (2-1) x (2-1) x (2-1)
-    assert a.hypervolume() == pytest.approx(1.0)
+    # (0.5-0) x (2-1) x (2-1) x (2-1)
+    assert a.hypervolume() == pytest.approx(0.5)
 
 
 def test_hv_never_decreases() -> None:

@@ -85,7 +85,7 @@ def test_render_writes_json_html_and_pngs(tmp_path: Path) -> None:
     assert chosen["reward"] == max(f["reward"] for f in feasible)
     hv = report["hypervolume"]["history"]
     assert len(hv) == 21 and all(b["hypervolume"] >= a["hypervolume"] for a, b in pairwise(hv))
-    assert report["hypervolume"]["reference_point"] == [1.0, 2.0, 2.0, 2.0]
+    assert report["hypervolume"]["reference_point"] == [0.5, 2.0, 2.0, 2.0]
     for name in PLOTS:
         png = (tmp_path / report["plots"][name]).read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 5000
