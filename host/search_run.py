@@ -25,8 +25,8 @@ from hadmc.hal import Device
 from hadmc.pareto import ParetoArchive
 from hadmc.reward import Limits, Objectives, RewardConfig
 from hadmc.state import HardwareFeatures, StateEncoder
-from host.front_table import front_table
 from host.search_eval import CandidateEvaluator, EvalContext, copy_artifact
+from host.search_table import search_front_table
 from host.store import ResultsStore
 from host.user_model import load_model_and_data
 
@@ -368,7 +368,7 @@ class SearchRun:
         out = Console(stderr=self.args.json)
         if not out.is_terminal:
             out = Console(stderr=self.args.json, width=140)  # logs/pipes: no truncated columns
-        out.print(front_table(summary, self.baseline))
+        out.print(search_front_table(summary, self.baseline))
         out.print(f"run directory: {self.run_dir}")
         out.print(f"results: {self.store.path}   Pareto artifacts: {pareto_dir}")
         if best is not None:

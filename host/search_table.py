@@ -1,4 +1,6 @@
-"""The Pareto-front table printed at the end of a search (rich), one row per front member."""
+"""The Pareto-front table printed at the end of a search (rich): one row per front member, with
+speedup and accuracy drop against the run's baseline. (``host.report.front_table`` gives the
+report's rows, with reward and measurement source, for report.html.)"""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from rich.table import Table
 from hadmc.reward import Objectives
 
 
-def front_table(summary: dict[str, Any], baseline: Objectives) -> Table:
+def search_front_table(summary: dict[str, Any], baseline: Objectives) -> Table:
     """Baseline row first, then the front by latency; speedups and drops against ``baseline``."""
     b = baseline
     table = Table(
