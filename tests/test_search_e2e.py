@@ -112,12 +112,22 @@ def test_search_local_agent_end_to_end(
             assert r.metrics["precision"] == "int8"
 
 
-def test_search_simulated_device(user_files: tuple[Path, Path], tmp_path: Path) -> None:
+def test_search_simulated_device(
+    user_files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     args = _args(user_files, out, "--device", "sim:raspberry-pi-4", "--strategy", "random")
-    assert run_search(args, {"quiet": True}) == 0
+    assert run_search(args, {}) == 0  # not quiet: what a user sees
     rows = _check_outputs(out, 3)
     assert all(r.metrics["source"] == "simulated" for r in rows if r.status == "measured")
+    seen = capsys.readouterr()
+    # Setup (model, baseline, sensitivity) says what it is doing before the episode bar.
+    assert "setup: model and data" in seen.err and "setup: fp32 baseline" in seen.err
+    summary = json.loads((out / "summary.json").read_text())
+    if summary["front"]:
+        assert "Pareto front" in seen.out and "best under limits" in seen.out
+    else:  # every proposal collapsed: say so, rather than blame the (absent) limits
+        assert "no working model" in seen.out
 
 
 class _Killed(BaseException):
