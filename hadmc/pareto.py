@@ -172,6 +172,10 @@ class ParetoArchive:
             e.objectives.energy_mj is not None for e in self.entries
         )
 
+    def _working(self) -> np.ndarray:
+        """Per entry: above the front floor ``min_accuracy`` (see module docstring)."""
+        return np.asarray([e.objectives.accuracy > self.min_accuracy for e in self.entries])
+
     def _names(self) -> list[str]:
         names = ["accuracy", "latency", "memory", "size", "update"]
         if self._use_energy():
@@ -201,7 +205,7 @@ class ParetoArchive:
             return np.zeros(0, dtype=bool)
         # keep_weakly: two candidates with identical objectives both stay on the front.
         m = self._matrix()
-        working = -m[:, 0] > self.min_accuracy  # column 0 is -accuracy
+        working = self._working()
         mask = np.zeros(len(m), dtype=bool)
         if working.any():
             mask[working] = moocore.is_nondominated(m[working], keep_weakly=True)
@@ -236,8 +240,7 @@ class ParetoArchive:
         if not self.entries:
             return 0.0
         pts = np.asarray([self.normalised(e.objectives) for e in self.entries], dtype=float)
-        working = np.asarray([e.objectives.accuracy > self.min_accuracy for e in self.entries])
-        inside = np.all(pts < self.reference_point, axis=1) & working
+        inside = np.all(pts < self.reference_point, axis=1) & self._working()
         if not inside.any():
             return 0.0
         return float(moocore.hypervolume(pts[inside], ref=self.reference_point))
