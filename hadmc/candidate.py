@@ -88,6 +88,10 @@ class BuiltCandidate:
     precision: str  # effective precision of the artifact: fp32 | int8 | mixed
     finetune_steps: int
     timings_s: dict[str, float] = field(default_factory=dict)
+    # Held-out truth: accuracy of the exported artifact on the test split, never used to
+    # select (selection uses ``accuracy``, on validation); None when there is no test split.
+    test_accuracy: float | None = None
+    test_n: int = 0
 
 
 def strip_unused_opsets(result: ExportResult) -> ExportResult:
@@ -215,6 +219,9 @@ def build_candidate(
     t0 = time.perf_counter()
     accuracy = evaluate_artifact(exported, data.x_val, data.y_val, threads=threads)
     timings["evaluate_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    test_accuracy, test_n = test_accuracy_of(exported, data, threads)
+    timings["test_s"] = time.perf_counter() - t0
     return BuiltCandidate(
         export=exported,
         accuracy=float(accuracy),
@@ -223,7 +230,17 @@ def build_candidate(
         precision=exported.precision,
         finetune_steps=steps,
         timings_s=timings,
+        test_accuracy=test_accuracy,
+        test_n=test_n,
     )
+
+
+def test_accuracy_of(exported: ExportResult, data: Any, threads: int) -> tuple[float | None, int]:
+    """(accuracy on the held-out test split, its size); (None, 0) without a test split."""
+    x_test = getattr(data, "x_test", None)
+    if x_test is None or len(x_test) == 0:
+        return None, 0
+    return float(evaluate_artifact(exported, x_test, data.y_test, threads=threads)), len(x_test)
 
 
 def export_baseline(
@@ -239,4 +256,8 @@ def export_baseline(
         exported = export_tflite(m, path, example, precision="fp32")
     macs, params = count_macs_params(m, example)
     acc = evaluate_artifact(exported, data.x_val, data.y_val, threads=threads)
-    return BuiltCandidate(exported, float(acc), int(macs), int(params), "fp32", 0)
+    test_accuracy, test_n = test_accuracy_of(exported, data, threads)
+    return BuiltCandidate(
+        exported, float(acc), int(macs), int(params), "fp32", 0,
+        test_accuracy=test_accuracy, test_n=test_n,
+    )  # fmt: skip

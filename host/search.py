@@ -1,4 +1,4 @@
-"""``hadmc-host search``: the hardware-in-the-loop compression search (PPO or random).
+"""``hadmc-host search``: the hardware-in-the-loop compression search (PPO, random, Optuna, grid).
 
 Run directory layout (``--out``): ``run_config.json`` (the arguments, for ``--resume``),
 ``results.sqlite`` (every candidate, written as soon as measured or failed), ``baseline.*``
@@ -7,10 +7,10 @@ Run directory layout (``--out``): ``run_config.json`` (the arguments, for ``--re
 update), ``pareto/`` (front artifacts), ``best.<ext>`` (the chosen model under the limits),
 ``report.json`` / ``report.html``.
 
-Resume: the checkpoint restores policy, optimiser and RNG states and the env's observation
-state; the episodes after the checkpoint re-propose the same candidates (sampling is
-deterministic), which are then found in the store, so nothing is lost and no candidate is
-measured twice.
+Resume: every strategy is deterministic for its seed, so a resumed run replays from the start:
+it re-proposes the same candidates, finds them in the store (cache hits, no measurement) and
+continues where the killed run stopped; nothing is lost and no candidate is measured twice
+(``host.search_loop``).
 """
 
 from __future__ import annotations
@@ -32,9 +32,21 @@ from hadmc.hal import DeviceError, MeasureOptions
 DEFAULT_EPISODES = 32
 DEFAULT_EPISODES_PER_UPDATE = 4
 DEFAULT_FINETUNE_STEPS = 50
+DEFAULT_MAX_ACCURACY_DROP = 1.0
+
+
+def _drop_points(text: str) -> float | None:
+    """``--max-accuracy-drop``: points (0-100), or ``none`` to lift the limit."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        msg = f"expected points (e.g. 1.5) or none, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
 _RESUMABLE = (
     "model data device runtime threads episodes episodes_per_update max_latency_ms "
-    "max_accuracy_drop max_memory_mb strategy seed finetune_steps measure_runs "
+    "max_accuracy_drop max_memory_mb strategy surrogate seed finetune_steps measure_runs "
     "measure_seconds warmup_seconds"
 ).split()
 
@@ -81,20 +93,25 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         "--episodes",
         type=int,
         default=DEFAULT_EPISODES,
-        help=f"episodes = compressed candidates proposed (default {DEFAULT_EPISODES}); identical "
-        "ones are measured once",
+        help=f"budget: real candidates (built, fine-tuned, measured on the device) the search may "
+        f"spend (default {DEFAULT_EPISODES}); a proposal already measured is free, and every "
+        "strategy is compared at this count",
     )
     a(
         "--episodes-per-update",
         type=int,
         default=DEFAULT_EPISODES_PER_UPDATE,
-        help=f"episodes per PPO update and checkpoint (default {DEFAULT_EPISODES_PER_UPDATE})",
+        help="real candidates per round: per PPO update, per surrogate ranking, per checkpoint "
+        f"(default {DEFAULT_EPISODES_PER_UPDATE})",
     )
     a("--max-latency-ms", type=float, help="latency limit, p50 in milliseconds (default none)")
     a(
         "--max-accuracy-drop",
-        type=float,
-        help="accuracy drop limit vs the fp32 baseline, in percentage points (default none)",
+        type=_drop_points,
+        default=DEFAULT_MAX_ACCURACY_DROP,
+        help="accuracy drop limit vs the fp32 baseline on validation, in percentage points "
+        f"(default {DEFAULT_MAX_ACCURACY_DROP:g}; 'none' lifts it). A candidate over it scores "
+        "below every candidate within it, and the chosen model must meet it",
     )
     a("--max-memory-mb", type=float, help="peak memory limit in MB (default none)")
     a("--out", help="run directory (default outputs/run-<UTC timestamp>)")
@@ -105,9 +122,20 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     )
     a(
         "--strategy",
-        choices=("ppo", "random"),
+        choices=("ppo", "random", "optuna", "grid"),
         default="ppo",
-        help="ppo (5-agent policy) or random (uniform over the same actions); default ppo",
+        help="ppo (multi-agent policy, default), random (uniform over the same actions), optuna "
+        "(TPE over the same actions) or grid (uniform keep ratio x precision, what a user tries "
+        "first; stops when the grid is done)",
+    )
+    a(
+        "--surrogate",
+        choices=("on", "off"),
+        default="on",
+        help="on (default): measure a small designed set first, then rank proposals with a "
+        "latency model calibrated on the device and an accuracy proxy, and (ppo) train the "
+        "policy on hundreds of predicted episodes between real rounds. Applies to ppo and "
+        "random; predicted figures are labelled and never enter the Pareto front",
     )
     a(
         "--seed",
@@ -149,8 +177,8 @@ def _resolve_args(args: argparse.Namespace) -> tuple[argparse.Namespace, Path, b
         if not cfg_path.is_file():
             raise ValueError(f"--resume {run_dir}: no run_config.json there")
         saved = json.loads(cfg_path.read_text())
-        for k in _RESUMABLE:
-            setattr(args, k, saved[k])
+        for k in _RESUMABLE:  # a run saved before a flag existed keeps today's default
+            setattr(args, k, saved.get(k, getattr(args, k, None)))
         return args, run_dir, True
     for name in ("threads", "episodes", "episodes_per_update", "measure_runs"):
         if getattr(args, name) < 1:

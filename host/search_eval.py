@@ -68,6 +68,8 @@ def metrics_of(built: BuiltCandidate, m: Measurement, update_bytes: int) -> dict
         "macs": built.macs,
         "params": built.params,
         "precision": built.precision,
+        "test_accuracy": built.test_accuracy,
+        "test_n": built.test_n,
         "finetune_steps": built.finetune_steps,
         "timings_s": built.timings_s,
     }
@@ -124,14 +126,18 @@ class CandidateEvaluator:
         )
         return EvalOutcome("measured", rec.reward, rec.metrics, str(rec.id), cached, "", last)
 
-    def __call__(self, joint: JointAction, episode: int) -> EvalOutcome:
+    def __call__(
+        self, joint: JointAction, episode: int, predicted: dict[str, Any] | None = None
+    ) -> EvalOutcome:
+        """``predicted``: the surrogate's figures for this candidate before it was measured,
+        stored beside the real ones under ``metrics["predicted"]`` (labelled predicted)."""
         key = self.key(joint)
         rec = self.store.get_by_key(key)
         if rec is not None:
             self.cache_hits += 1
             out = self.outcome_of(rec, cached=True)
         else:
-            rec = self._evaluate_new(joint, episode, key)
+            rec = self._evaluate_new(joint, episode, key, predicted)
             out = self.outcome_of(rec, cached=False)
         if rec.status == "measured" and rec.id not in self.archive:
             self.archive.add(rec.id, Objectives.from_metrics(rec.metrics or {}))
@@ -154,7 +160,9 @@ class CandidateEvaluator:
             self.device = self.reopen_device()
             raise
 
-    def _evaluate_new(self, joint: JointAction, episode: int, key: str) -> CandidateRecord:
+    def _evaluate_new(
+        self, joint: JointAction, episode: int, key: str, predicted: dict[str, Any] | None
+    ) -> CandidateRecord:
         ctx = self.ctx
         stem = ctx.candidates_dir / key[:16]
         actions = joint.to_dict()
@@ -198,6 +206,8 @@ class CandidateEvaluator:
         obj = Objectives.from_metrics(metrics)
         rb = compute_reward(obj, ctx.baseline, ctx.reward_config)
         metrics["feasible"] = rb.feasible
+        if predicted is not None:
+            metrics["predicted"] = predicted
         metrics["violations"] = rb.violations
         metrics["reward_terms"] = rb.terms
         rec = self.store.add_candidate(

@@ -1,5 +1,6 @@
-"""One search run: setup (model, baseline, sensitivity, env), the PPO / random loop with
-checkpoints, and the outputs (Pareto artifacts, best model, report, table, JSON summary)."""
+"""One search run's setup: model, data, baseline, sensitivity table, surrogate, environment and
+strategy (chosen here, in one place). The loop is ``host.search_loop``; the outputs (Pareto
+artifacts, best model, report, table, JSON summary) are ``host.search_outputs``."""
 
 from __future__ import annotations
 
@@ -14,20 +15,20 @@ from hadmc.candidate import (
     ARTIFACT_EXT,
     example_input_for,
     export_baseline,
-    measure_sensitivity,
     model_hash,
 )
 from hadmc.chunking import chunk_file
 from hadmc.compress.distill import teacher_logits_for
 from hadmc.compress.pruning import find_layer_groups
-from hadmc.env import DISTILLATION_INIT_RAW, CompressionEnv, EvalOutcome, JointAction
+from hadmc.env import DISTILLATION_INIT_RAW, CompressionEnv, EvalOutcome
 from hadmc.hal import Device
 from hadmc.pareto import ParetoArchive
 from hadmc.reward import Limits, Objectives, RewardConfig
 from hadmc.state import HardwareFeatures, StateEncoder
-from host.search_eval import CandidateEvaluator, EvalContext, copy_artifact
-from host.search_table import search_front_table
+from hadmc.surrogate.accuracy import SENSITIVITY_KEEPS
+from host.search_eval import CandidateEvaluator, EvalContext
 from host.store import ResultsStore
+from host.strategies import Proposal
 from host.user_model import load_model_and_data
 
 # PPO step size for the search: 1e-3 rather than CleanRL's 2.5e-4. Why: a search makes a few
@@ -104,7 +105,9 @@ class SearchRun:
             f" {self.baseline.latency_ms:.3f} ms p50 on {device.name}; per-group sensitivity next"
         )
 
-        sensitivity = self._sensitivity(example)
+        self.sensitivity_table = self._sensitivity_table(example)
+        # The state's per-group sensitivity: the drop at keep 0.5 (a column of the table).
+        sensitivity = [row[SENSITIVITY_KEEPS.index(0.5)] for row in self.sensitivity_table]
         hardware = HardwareFeatures.from_device_info(
             device_info, self.baseline.latency_ms, args.runtime
         )
@@ -139,34 +142,50 @@ class SearchRun:
         self.evaluator = CandidateEvaluator(
             ctx, self.store, self.archive, device, reopen, on_measured=hooks.get("on_measured")
         )
-        self.env = CompressionEnv(self.encoder, args.runtime, self._evaluate)
-        self._progress: Any = None
-        self._task: Any = None
+        self.surrogate = self._make_surrogate(example, base_path, baseline_built)
+        self.use_surrogate = args.surrogate == "on" and args.strategy in ("ppo", "random")
+        self.strategy_label = args.strategy + ("+surrogate" if self.use_surrogate else "")
+        keep_bound = None
+        if self.use_surrogate and self.limits.max_latency_ms is not None:
+            keep_bound = self.surrogate.keep_bound(self.limits.max_latency_ms)
+        from host.strategies import _deferred
+
+        self.env = CompressionEnv(self.encoder, args.runtime, _deferred, keep_bound=keep_bound)
+        self.budget = int(args.episodes)
+        self.batch = int(args.episodes_per_update)
+        self.strategy = self._make_strategy()
+        self.stop_reason = ""
+        self.proposals = 0
 
     def _say(self, message: str) -> None:
         """One line on stderr for a setup stage (the episode bar starts after setup)."""
         if not self.hooks.get("quiet"):
             print(message, file=sys.stderr, flush=True)
 
-    def _sensitivity(self, example: Any) -> list[float]:
-        """Per-group sensitivity: from the run dir (resume), else a cache keyed by model hash
-        and validation data (the same model and data always give the same numbers), else
-        measured (one prune + evaluation per group)."""
+    def _sensitivity_table(self, example: Any) -> list[list[float]]:
+        """Drop per group per keep ratio (BN re-estimated, no fine-tune): from the run dir
+        (resume), else a cache keyed by model hash and data (the same model and data always
+        give the same numbers), else measured (``hadmc.surrogate.accuracy``)."""
         import hashlib
 
         from hadmc.models import default_cache_dir
+        from hadmc.surrogate.accuracy import measure_sensitivity_table
 
         x, y = self.data.x_val[:256], self.data.y_val[:256]
-        data_hash = hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()[:16]
-        cached = default_cache_dir() / "sensitivity" / f"{self.model_hash[:32]}-{data_hash}.json"
+        calib = self.data.x_calib
+        digest = hashlib.sha256(x.tobytes() + y.tobytes() + calib.tobytes()).hexdigest()[:16]
+        name = f"{self.model_hash[:32]}-{digest}-k{'-'.join(map(str, SENSITIVITY_KEEPS))}.json"
+        cached = default_cache_dir() / "sensitivity" / name
         run_copy = self.run_dir / "sensitivity.json"
         for path in (run_copy, cached):
             if path.is_file():
                 values = json.loads(path.read_text())
-                if len(values) == len(self.groups):
+                if len(values) == len(self.groups) and all(
+                    isinstance(r, list) and len(r) == len(SENSITIVITY_KEEPS) for r in values
+                ):
                     run_copy.write_text(json.dumps(values))
                     return values
-        values = measure_sensitivity(self.model, self.groups, example, x, y)
+        values = measure_sensitivity_table(self.model, self.groups, example, calib, x, y)
         run_copy.write_text(json.dumps(values))
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -175,214 +194,94 @@ class SearchRun:
             pass  # a read-only cache only costs time
         return values
 
-    # -- progress -----------------------------------------------------------------------
-    def _evaluate(self, joint: JointAction, episode: int) -> EvalOutcome:
-        out = self.evaluator(joint, episode)
-        if self._progress is not None:
-            front = self.archive.front()
-            best = max(front, key=lambda e: e.objectives.accuracy, default=None)
-            desc = f"ep {episode + 1}/{self.args.episodes}"
-            if best is not None:
-                fastest = min(e.objectives.latency_ms for e in front)
-                desc += (
-                    f" best acc {100 * best.objectives.accuracy:.1f}% "
-                    f"fastest {fastest:.3f} ms HV {self.archive.hypervolume():.3f}"
-                )
-            self._progress.update(self._task, advance=1, description=desc)
-            if not self._progress.console.is_terminal:
-                # Piped or redirected (CI, nohup, | tee): a live bar draws nothing there, so
-                # the same line goes out once per episode instead.
-                self._progress.console.print(
-                    f"{desc} [{out.status}]", highlight=False, markup=False
-                )
-        return out
+    def _make_surrogate(self, example: Any, base_path: Path, built: Any) -> Any:
+        """Latency model + accuracy proxy; built for every strategy so that every candidate
+        carries the prediction made before it was measured (``metrics["predicted"]``)."""
+        from hadmc.surrogate.accuracy import AccuracyProxy
+        from hadmc.surrogate.latency import LatencyModel
+        from hadmc.surrogate.model import Surrogate
+        from hadmc.surrogate.structure import ModelStructure
 
-    # -- checkpoints ----------------------------------------------------------------------
+        structure = ModelStructure(self.model, example)
+        n = structure.n_groups
+        b = self.baseline
+        latency = LatencyModel(
+            structure.features([1.0] * n, ["fp32"] * n),
+            b.latency_ms, float(b.size_bytes), b.memory_mb,
+        )  # fmt: skip
+        proxy = AccuracyProxy(self.sensitivity_table, b.accuracy)
+        surrogate = Surrogate(structure, latency, proxy, b, self.evaluator.ctx.reward_config)
+        del base_path, built
+        return surrogate
+
+    def _make_strategy(self) -> Any:
+        """The one place where ``--strategy`` / ``--surrogate`` decide what proposes."""
+        from host.strategies import (
+            GridStrategy,
+            OptunaStrategy,
+            PPOStrategy,
+            RandomStrategy,
+            StrategyContext,
+        )
+
+        args = self.args
+        ctx = StrategyContext(
+            env=self.env,
+            key=self.evaluator.key,
+            known=set(),  # starts empty: a resumed run replays (host.search_loop)
+            seed=int(args.seed),
+            surrogate=self.surrogate if self.use_surrogate else None,
+            max_latency_ms=self.limits.max_latency_ms,
+            runtime=args.runtime,
+            precisions=self.env.precisions,
+            n_groups=len(self.groups),
+        )
+        if args.strategy == "grid":
+            s = self.surrogate
+            return GridStrategy(
+                ctx, lambda j: s.latency.predict_latency_ms(s.structure.features(
+                    j.keep_ratios, j.precisions))
+            )  # fmt: skip
+        if args.strategy == "optuna":
+            return OptunaStrategy(ctx)
+        if args.strategy == "random":
+            return RandomStrategy(ctx)
+        from hadmc.ppo import PPO, PPOConfig
+
+        updates = math.ceil(self.budget / self.batch)
+        config = PPOConfig(
+            learning_rate=SEARCH_PPO_LEARNING_RATE,
+            # gamma = lambda = 1: one terminal reward per episode, as in AMC; every step's
+            # advantage is R - V(s_t), so the first group's choice gets the whole signal
+            # (at 0.99 / 0.95 over 20 silent steps it got about 0.31 of it).
+            gamma=1.0,
+            gae_lambda=1.0,
+            # With the surrogate the policy makes many inner updates: a constant step size.
+            anneal_lr=not self.use_surrogate,
+            total_updates=updates,
+            gaussian_init_mean={"distillation": list(DISTILLATION_INIT_RAW)},
+        )
+        agent = PPO(self.env.observation_dim, self.env.action_spec, config, int(args.seed))
+        return PPOStrategy(ctx, agent)
+
+    def evaluate(self, proposal: Proposal, episode: int) -> EvalOutcome:
+        """One real candidate: the surrogate's prediction is made first and stored beside it."""
+        pred = self.surrogate.predict(proposal.joint).to_dict()
+        pred["source"] = proposal.source
+        return self.evaluator(proposal.joint, episode, predicted=pred)
+
     @property
     def ckpt_dir(self) -> Path:
         return self.run_dir / "checkpoint"
 
-    def _save_checkpoint(self, episodes_done: int, agent: Any) -> None:
-        self.ckpt_dir.mkdir(exist_ok=True)
-        state: dict[str, Any] = {
-            "episodes_done": episodes_done,
-            "env": self.env.state_dict(),
-            "archive_ids": [e.candidate_id for e in self.archive.entries],
-            "measurements_total": self.store.count(),
-        }
-        if self.args.strategy == "ppo":
-            agent.save(self.ckpt_dir / "ppo.pt")
-        else:
-            state["rng"] = agent.rng.bit_generator.state
-        tmp = self.ckpt_dir / "state.json.tmp"
-        tmp.write_text(json.dumps(state, default=int))
-        tmp.replace(self.ckpt_dir / "state.json")  # atomic: a kill never leaves half a file
-
-    def _load_checkpoint(self, agent: Any) -> tuple[int, Any]:
-        path = self.ckpt_dir / "state.json"
-        if not path.is_file():
-            return 0, agent
-        state = json.loads(path.read_text())
-        self.env.load_state_dict(state["env"])
-        if self.args.strategy == "ppo":
-            from hadmc.ppo import PPO
-
-            agent = PPO.load(self.ckpt_dir / "ppo.pt")
-        else:
-            agent.rng.bit_generator.state = state["rng"]
-        return int(state["episodes_done"]), agent
-
-    # -- the loop -------------------------------------------------------------------------
-    def _make_agent(self) -> Any:
-        if self.args.strategy == "ppo":
-            from hadmc.ppo import PPO, PPOConfig
-
-            updates = math.ceil(self.args.episodes / self.args.episodes_per_update)
-            config = PPOConfig(
-                learning_rate=SEARCH_PPO_LEARNING_RATE,
-                total_updates=updates,
-                gaussian_init_mean={"distillation": list(DISTILLATION_INIT_RAW)},
-            )
-            return PPO(self.env.observation_dim, self.env.action_spec, config, self.args.seed)
-        from hadmc.policy import RandomPolicy
-
-        return RandomPolicy(self.env.action_spec, seed=self.args.seed)
-
-    def _random_episode(self, agent: Any) -> None:
-        obs, info = self.env.reset()
-        done = False
-        while not done:
-            action = agent.act(info.get("head_mask"))
-            obs, _, done, _, info = self.env.step(action)
-
     def run(self) -> dict[str, Any]:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        from host.search_loop import run_loop
+        from host.search_outputs import summary
 
-        args = self.args
-        agent = self._make_agent()
-        done, agent = self._load_checkpoint(agent)
-        self.env.episode = done
-        n = len(self.groups)
-        console = Console(stderr=True)
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            disable=bool(self.hooks.get("quiet")),
-        ) as progress:
-            self._progress = progress
-            self._task = progress.add_task("search", total=args.episodes, completed=done)
-            while done < args.episodes:
-                target = min(done + args.episodes_per_update, args.episodes)
-                if args.strategy == "ppo":
-                    # Stop the rollout at the episode target: an episode discarded for a
-                    # device failure still counts as proposed (equal footing with random).
-                    agent.collect(
-                        self.env,
-                        (target - done) * n,
-                        callback=lambda t, tg=target: not (t.terminated and self.env.episode >= tg),
-                    )
-                    if len(agent.buffer):
-                        agent.update()
-                else:
-                    while self.env.episode < target:
-                        self._random_episode(agent)
-                done = self.env.episode
-                self._save_checkpoint(done, agent)
-        self._progress = None
-        return self.summary()
-
-    # -- outputs --------------------------------------------------------------------------
-    def summary(self) -> dict[str, Any]:
-        rows = {r.id: r for r in self.store.candidates()}
-        front = []
-        for e in sorted(self.archive.front(), key=lambda e: e.objectives.latency_ms):
-            rec = rows[e.candidate_id]
-            front.append(
-                {
-                    "id": rec.id,
-                    "artifact": rec.artifact_path,
-                    **e.objectives.to_dict(),
-                    "precision": (rec.metrics or {}).get("precision"),
-                    "feasible": (rec.metrics or {}).get("feasible"),
-                    "reward": rec.reward,
-                    "actions": rec.actions,
-                }
-            )
-        # Chosen like host.report does by default: highest reward among feasible front members.
-        best = self.archive.best_under(self.limits, score=lambda e: rows[e.candidate_id].reward)
-        b = self.baseline
-        return {
-            "run_dir": str(self.run_dir),
-            "strategy": self.args.strategy,
-            "device": self.evaluator.device.name,
-            "model": self.model_label,
-            "episodes": self.args.episodes,
-            "candidates": len(rows),
-            "measured": sum(r.status == "measured" for r in rows.values()),
-            "failed": sum(r.status == "failed" for r in rows.values()),
-            "measurements_this_process": self.evaluator.measurements,
-            "cache_hits": self.evaluator.cache_hits,
-            "hypervolume": self.archive.hypervolume(),
-            "hypervolume_history": [h for _, _, h in self.archive.history],
-            "baseline": b.to_dict(),
-            "front": front,
-            "best": None
-            if best is None
-            else {
-                "id": best.candidate_id,
-                **best.objectives.to_dict(),
-                "speedup": b.latency_ms / best.objectives.latency_ms,
-                "accuracy_drop_points": 100 * (b.accuracy - best.objectives.accuracy),
-            },
-        }
+        run_loop(self)
+        return summary(self)
 
     def finish(self, summary: dict[str, Any]) -> None:
-        from rich.console import Console
+        from host.search_outputs import finish
 
-        pareto_dir = self.run_dir / "pareto"
-        for row in summary["front"]:
-            row["pareto_path"] = str(
-                copy_artifact(row["artifact"], pareto_dir / f"candidate-{row['id']}.{self.ext}")
-            )
-        best = summary["best"]
-        if best is not None:
-            rec = self.store.get(int(best["id"]))
-            assert rec is not None and rec.artifact_path
-            best["path"] = str(copy_artifact(rec.artifact_path, self.run_dir / f"best.{self.ext}"))
-        try:
-            from host.report import render
-
-            render(self.run_dir)
-            summary["report"] = [
-                str(self.run_dir / "report.json"),
-                str(self.run_dir / "report.html"),
-            ]
-        except Exception as exc:  # noqa: BLE001 - the results stand without the report
-            print(f"hadmc-host search: warning: report not rendered: {exc}", file=sys.stderr)
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-
-        out = Console(stderr=self.args.json)
-        if not out.is_terminal:
-            out = Console(stderr=self.args.json, width=140)  # logs/pipes: no truncated columns
-        out.print(search_front_table(summary, self.baseline))
-        out.print(f"run directory: {self.run_dir}")
-        out.print(f"results: {self.store.path}   Pareto artifacts: {pareto_dir}")
-        if best is not None:
-            out.print(
-                f"best under limits: {best['path']} (speedup {best['speedup']:.2f}x, "
-                f"accuracy drop {best['accuracy_drop_points']:.2f} points)"
-            )
-        elif not summary["front"]:
-            out.print(
-                "no working model: every measured candidate kept half of the baseline's accuracy"
-                " or less (all are in results.sqlite); try more --finetune-steps or --episodes"
-            )
-        else:
-            out.print("no front member satisfies the limits")
-        if self.args.json:
-            print(json.dumps(summary, default=str))
-        self.store.close()
+        finish(self, summary)

@@ -72,8 +72,11 @@ def test_hardware_features_from_sim_info() -> None:
 
 
 def _m():
-    """hadmc.env needs the compression modules; skip (not fail) until they are importable."""
-    return pytest.importorskip("hadmc.env")
+    """hadmc.env and its dependencies (torch, the compression modules) are required: a missing
+    one fails here, it does not skip (a skip once hid a broken import)."""
+    import hadmc.env
+
+    return hadmc.env
 
 
 def test_distillation_mapping_grid() -> None:
@@ -88,7 +91,8 @@ def test_distillation_mapping_grid() -> None:
         _m().map_distillation([float("nan"), 0.0])
 
 
-def _env(outcome_status: str = "measured") -> tuple:
+def _env(outcome_status: str = "measured", n: int = 4, runtime: str = "onnxruntime",
+         keep_bound=None) -> tuple:  # fmt: skip
     seen: list = []
 
     def evaluate(joint, episode):
@@ -99,24 +103,28 @@ def _env(outcome_status: str = "measured") -> tuple:
             "measured", 0.8, {"accuracy": 0.9}, "1", last=LastCandidate(0.95, 0.5, 0.5, True)
         )
 
-    enc = StateEncoder(_groups(), [0.1, 0.2, 0.3, 0.4], HW)
-    return _m().CompressionEnv(enc, "onnxruntime", evaluate), seen
+    enc = StateEncoder(_groups(n), [0.1 * (i % 5) for i in range(n)], HW)
+    return _m().CompressionEnv(enc, runtime, evaluate, keep_bound=keep_bound), seen
+
+
+def _action(p: int, q: int, f: int = 0) -> dict:
+    return {"pruning": p, "quantization": q, "fusion": f,
+            "distillation": np.array([6.2, 1.0], np.float32), "update": 1}  # fmt: skip
 
 
 def test_episode_walks_groups_masks_heads_and_rewards_at_the_end() -> None:
     env, seen = _env()
+    # fusion is not offered on onnxruntime: the exporter folds every BN already.
     assert [h.name for h in env.action_spec.heads] == [
-        "pruning", "quantization", "fusion", "distillation", "update",
+        "pruning", "quantization", "distillation", "update",
     ]  # fmt: skip
     assert env.action_spec.head("quantization").size == 2  # fp32/int8: what ORT CPU executes
     obs, info = env.reset()
     assert obs.shape == (env.observation_dim,)
     assert info["head_mask"]["pruning"] and not info["head_mask"]["distillation"]
-    picks = [(5, 1, 2), (0, 0, 0), (7, 1, 1), (2, 0, 1)]
-    for t, (p, q, f) in enumerate(picks):
-        action = {"pruning": p, "quantization": q, "fusion": f,
-                  "distillation": np.array([6.2, 1.0], np.float32), "update": 1}  # fmt: skip
-        obs, reward, term, trunc, info = env.step(action)
+    picks = [(5, 1), (0, 0), (7, 1), (2, 0)]
+    for t, (p, q) in enumerate(picks):
+        obs, reward, term, trunc, info = env.step(_action(p, q))
         if t < 3:
             assert reward == 0.0 and not term and not seen
             assert info["head_mask"]["distillation"] == (t == 2)
@@ -125,8 +133,9 @@ def test_episode_walks_groups_masks_heads_and_rewards_at_the_end() -> None:
     joint, episode = seen[0]
     assert episode == 0
     assert joint.keep_ratios == [0.5, 1.0, 0.3, 0.8]
+    # 4 groups = 4 stages of one group: each group's own choice.
     assert joint.precisions == ["int8", "fp32", "int8", "fp32"]
-    assert joint.fusion == ["conv_bn_act", "none", "conv_bn", "conv_bn"]
+    assert joint.fusion == ["none"] * 4
     assert (joint.temperature, joint.alpha, joint.update_scope) == (6.0, 0.75, "last_1")
     assert "discard_episode" not in info
     # The next episode sees the last candidate's metrics in its observation.
@@ -138,12 +147,53 @@ def test_episode_walks_groups_masks_heads_and_rewards_at_the_end() -> None:
     assert same.config_key("m") == joint.config_key("m") != joint.config_key("other")
 
 
+def test_precision_is_chosen_per_stage_so_islands_cannot_form() -> None:
+    env, seen = _env(n=10)
+    assert env.stages == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3]
+    env.reset()
+    acting = []
+    for t in range(10):
+        _, _, _, _, info = env.step(_action(0, t % 2))  # asks for a new precision every step
+        acting.append(env.acting(t)["quantization"])
+    assert acting == [True, False, False, True, False, True, False, False, True, False]
+    joint = seen[0][0]
+    # Stage starts at steps 0, 3, 5, 8 chose fp32, int8, int8, fp32: at most 3 boundaries.
+    assert joint.precisions == ["fp32"] * 3 + ["int8"] * 5 + ["fp32"] * 2
+
+
+def test_litert_offers_fusion_and_one_precision_for_the_whole_model() -> None:
+    env, seen = _env(n=6, runtime="litert")
+    assert "fusion" in [h.name for h in env.action_spec.heads]
+    assert env.stages == [0] * 6
+    env.reset()
+    for t in range(6):
+        env.step(_action(0, 1 if t == 0 else 0, f=2))
+    joint = seen[0][0]
+    assert joint.precisions == ["int8"] * 6 and joint.fusion == ["conv_bn_act"] * 6
+
+
+def test_keep_bound_lowers_the_keep_ratio_amc_style() -> None:
+    calls = []
+
+    def bound(step, keeps, precisions):
+        calls.append((step, list(keeps), list(precisions)))
+        return 0.55 if step == 1 else 1.0
+
+    env, seen = _env(keep_bound=bound)
+    env.reset()
+    for _ in range(4):
+        env.step(_action(0, 1))  # keep 1.0 asked everywhere
+    joint = seen[0][0]
+    assert joint.keep_ratios == [1.0, 0.5, 1.0, 1.0]  # 0.5: the largest choice <= 0.55
+    assert calls[1] == (1, [1.0], ["int8", "int8"])  # decided so far + this group's precision
+
+
 def test_failed_candidate_discards_the_episode() -> None:
     env, _ = _env("failed")
     env.reset()
     for _ in range(4):
         _, reward, term, _, info = env.step(
-            {"pruning": 0, "quantization": 0, "fusion": 0, "distillation": [1.0, 0.0], "update": 0}
+            {"pruning": 0, "quantization": 0, "distillation": [1.0, 0.0], "update": 0}
         )
     assert term and reward == 0.0 and info["discard_episode"] is True
     assert info["outcome"].error == "device: crashed"
@@ -152,23 +202,31 @@ def test_failed_candidate_discards_the_episode() -> None:
 def test_env_rejects_incomplete_actions() -> None:
     env, _ = _env()
     with pytest.raises(RuntimeError):
-        env.step({"pruning": 0, "quantization": 0, "fusion": 0})
-    env.reset()
-    with pytest.raises(ValueError, match="fusion"):
         env.step({"pruning": 0, "quantization": 0})
+    env.reset()
+    with pytest.raises(ValueError, match="quantization"):
+        env.step({"pruning": 0})
+
+
+def test_uniform_joint_action() -> None:
+    j = _m().JointAction.uniform(3, 0.5, "int8")
+    assert j.keep_ratios == [0.5] * 3 and j.precisions == ["int8"] * 3
+    assert (j.temperature, j.alpha, j.update_scope) == (4.0, 0.7, "all")
 
 
 def test_ppo_collects_on_the_env() -> None:
-    ppo_mod = pytest.importorskip("hadmc.ppo")
+    from hadmc.ppo import PPO, PPOConfig
+
     env, seen = _env()
-    ppo = ppo_mod.PPO(env.observation_dim, env.action_spec, ppo_mod.PPOConfig(), seed=3)
+    ppo = PPO(env.observation_dim, env.action_spec, PPOConfig(), seed=3)
     stats = ppo.collect(env, 8)
     assert stats.episodes_finished == 2 and len(seen) == 2
     ppo.update()
 
 
 def test_user_model_loading_errors(tmp_path) -> None:
-    torch = pytest.importorskip("torch")
+    import torch
+
     from host.user_model import UserModelError, load_model_and_data, load_user_model
 
     with pytest.raises(UserModelError, match="pkg.module:factory"):

@@ -1,0 +1,142 @@
+"""A finished search's outputs: the JSON summary, Pareto artifacts, best model, report, table.
+
+Selection is on validation accuracy (the archive and ``best_under``); every front entry and the
+chosen model also carry the held-out test accuracy with its 95 % Wilson interval
+(``test_accuracy``, ``test_accuracy_ci95``), which nothing in the search ever looked at.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from hadmc.stats import binomial_ci95
+from host.search_eval import copy_artifact
+from host.search_table import search_front_table
+
+
+def _test_fields(metrics: dict[str, Any]) -> dict[str, Any]:
+    acc, n = metrics.get("test_accuracy"), int(metrics.get("test_n") or 0)
+    if acc is None or n == 0:
+        return {"test_accuracy": None, "test_accuracy_ci95": None, "test_n": 0}
+    lo, hi = binomial_ci95(round(acc * n), n)
+    return {"test_accuracy": acc, "test_accuracy_ci95": [lo, hi], "test_n": n}
+
+
+def summary(run: Any) -> dict[str, Any]:
+    rows = {r.id: r for r in run.store.candidates()}
+    front = []
+    for e in sorted(run.archive.front(), key=lambda e: e.objectives.latency_ms):
+        rec = rows[e.candidate_id]
+        m = rec.metrics or {}
+        front.append(
+            {
+                "id": rec.id,
+                "artifact": rec.artifact_path,
+                **e.objectives.to_dict(),
+                **_test_fields(m),
+                "speedup": run.baseline.latency_ms / e.objectives.latency_ms,
+                "precision": m.get("precision"),
+                "feasible": m.get("feasible"),
+                "source": m.get("source"),
+                "reward": rec.reward,
+                "actions": rec.actions,
+            }
+        )
+    # Chosen like host.report does by default: highest reward among feasible front members.
+    best = run.archive.best_under(run.limits, score=lambda e: rows[e.candidate_id].reward)
+    b = run.baseline
+    measured = [r for r in rows.values() if r.status == "measured"]
+    collapsed = sum((r.metrics or {}).get("accuracy", 0.0) <= run.archive.min_accuracy
+                    for r in measured)  # fmt: skip
+    out: dict[str, Any] = {
+        "run_dir": str(run.run_dir),
+        "strategy": run.strategy_label,
+        "device": run.evaluator.device.name,
+        "simulated": any((r.metrics or {}).get("source") == "simulated" for r in measured),
+        "model": run.model_label,
+        "budget": run.budget,
+        "episodes": run.budget,
+        "proposals": run.proposals,
+        "stop_reason": run.stop_reason or None,
+        "candidates": len(rows),
+        "measured": len(measured),
+        "failed": sum(r.status == "failed" for r in rows.values()),
+        "collapsed_measured": collapsed,
+        "measurements_this_process": run.evaluator.measurements,
+        "cache_hits": run.evaluator.cache_hits,
+        "hypervolume": run.archive.hypervolume(),
+        "hypervolume_history": [h for _, _, h in run.archive.history],
+        "baseline": {**b.to_dict(), **_test_fields(run.baseline_metrics)},
+        "limits": {
+            "max_accuracy_drop": run.limits.max_accuracy_drop,
+            "max_latency_ms": run.limits.max_latency_ms,
+            "max_memory_mb": run.limits.max_memory_mb,
+        },
+        "surrogate": run.surrogate.report(),
+        "front": front,
+        "best": None,
+    }
+    if best is not None:
+        m = rows[best.candidate_id].metrics or {}
+        out["best"] = {
+            "id": best.candidate_id,
+            **best.objectives.to_dict(),
+            **_test_fields(m),
+            "speedup": b.latency_ms / best.objectives.latency_ms,
+            "accuracy_drop_points": 100 * (b.accuracy - best.objectives.accuracy),
+        }
+    return out
+
+
+def finish(run: Any, summary: dict[str, Any]) -> None:
+    from rich.console import Console
+
+    pareto_dir = run.run_dir / "pareto"
+    for row in summary["front"]:
+        row["pareto_path"] = str(
+            copy_artifact(row["artifact"], pareto_dir / f"candidate-{row['id']}.{run.ext}")
+        )
+    best = summary["best"]
+    if best is not None:
+        rec = run.store.get(int(best["id"]))
+        assert rec is not None and rec.artifact_path
+        best["path"] = str(copy_artifact(rec.artifact_path, run.run_dir / f"best.{run.ext}"))
+    try:
+        from host.report import render
+
+        render(run.run_dir)
+        summary["report"] = [str(run.run_dir / "report.json"), str(run.run_dir / "report.html")]
+    except Exception as exc:  # noqa: BLE001 - the results stand without the report
+        print(f"hadmc-host search: warning: report not rendered: {exc}", file=sys.stderr)
+    (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+
+    out = Console(stderr=run.args.json)
+    if not out.is_terminal:
+        out = Console(stderr=run.args.json, width=140)  # logs/pipes: no truncated columns
+    out.print(search_front_table(summary, run.baseline))
+    out.print(f"run directory: {run.run_dir}")
+    out.print(f"results: {run.store.path}   Pareto artifacts: {pareto_dir}")
+    if summary.get("stop_reason"):
+        out.print(f"stopped early: {summary['stop_reason']}")
+    if best is not None:
+        test = ""
+        if best.get("test_accuracy") is not None:
+            lo, hi = best["test_accuracy_ci95"]
+            test = (f", test accuracy {100 * best['test_accuracy']:.2f} %"
+                    f" [{100 * lo:.2f}, {100 * hi:.2f}]")  # fmt: skip
+        out.print(
+            f"best under limits: {best['path']} (speedup {best['speedup']:.2f}x, "
+            f"accuracy drop {best['accuracy_drop_points']:.2f} points on validation{test})"
+        )
+    elif not summary["front"]:
+        out.print(
+            "no working model: every measured candidate kept half of the baseline's accuracy"
+            " or less (all are in results.sqlite); try more --finetune-steps or --episodes"
+        )
+    else:
+        out.print("no front member satisfies the limits")
+    if run.args.json:
+        print(json.dumps(summary, default=str))
+    run.store.close()

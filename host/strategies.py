@@ -1,0 +1,315 @@
+"""Search strategies behind one protocol: ``propose(k)`` candidates, then ``observe`` outcomes.
+
+Every strategy shares the pipeline, the budget accounting (real device measurements), the store
+and the archive (``host.search_run``); they differ only in what they propose:
+
+- ``grid``: the uniform configurations a user tries first (one keep ratio and one precision for
+  every group, default distillation), in order of predicted latency, mildest first. It ends
+  when the grid is exhausted, even below the budget.
+- ``random``: uniform over the same action space (sampled through the same environment, so
+  stages, masks and bounds are identical).
+- ``optuna``: Optuna's TPE sampler over the same space, maximising the reward.
+- ``ppo``: the multi-head PPO policy; each proposal is one episode, its real reward trains it.
+- ``+surrogate`` (ppo, random): a designed set of uniform configurations is measured first
+  (it calibrates the latency model and the accuracy proxy, and its candidates are real
+  candidates that count in the budget); afterwards PPO trains on ``inner_episodes`` surrogate
+  episodes per round, and each round sends the top not-yet-measured proposals by predicted
+  reward to the device. Random + surrogate ranks random proposals the same way: the ablation
+  that separates what the surrogate gives from what the learning gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hadmc.env import KEEP_RATIOS, CompressionEnv, EvalOutcome, JointAction
+from hadmc.surrogate.model import Prediction, Surrogate
+
+STRATEGIES = ("ppo", "random", "optuna", "grid")
+# Design set of the surrogate strategies: (keep, precision) uniform configurations. Why these:
+# they span the latency range (int8 at three widths, plus fp32 at one) so the first latency fit
+# separates fp32 from int8 MACs, and each is a sensible candidate in its own right.
+DESIGN = ((1.0, "int8"), (0.7, "int8"), (0.5, "int8"), (0.5, "fp32"), (0.3, "int8"))
+SURROGATE_POOL = 256  # proposals sampled per round, ranked by predicted reward
+INNER_EPISODES = 256  # surrogate episodes PPO trains on before each real round
+INNER_EPISODES_PER_UPDATE = 32
+
+
+@dataclass
+class Proposal:
+    joint: JointAction
+    trajectory: list[tuple[np.ndarray, Any]] | None = None  # PPO (obs, StepOutput) per step
+    predicted: Prediction | None = None
+    source: str = ""  # "design" | "policy" | "random" | "grid" | "optuna"
+
+
+def _deferred(joint: JointAction, episode: int) -> EvalOutcome:
+    """Terminal evaluation of a sampling env: the real one happens later, in the loop."""
+    return EvalOutcome("predicted", 0.0)
+
+
+def sample_episode(
+    env: CompressionEnv, act: Callable[[np.ndarray, dict[str, bool]], tuple[dict, Any]]
+) -> tuple[JointAction, list[tuple[np.ndarray, Any]]]:
+    """Walk one episode with ``act(obs, mask) -> (action, record)``; return the joint action."""
+    obs, info = env.reset()
+    trajectory = []
+    while True:
+        action, record = act(obs, info["head_mask"])
+        trajectory.append((obs, record))
+        obs, _, done, _, info = env.step(action)
+        if done:
+            return info["joint_action"], trajectory
+
+
+@dataclass
+class StrategyContext:
+    """What a strategy may use: the sampling env, a key function, the known keys, surrogate."""
+
+    env: CompressionEnv  # evaluate = _deferred; ``last`` is kept in sync by the loop
+    key: Callable[[JointAction], str]
+    known: set[str]  # config keys already in the store (measured or failed)
+    seed: int
+    surrogate: Surrogate | None = None
+    max_latency_ms: float | None = None
+    runtime: str = "onnxruntime"
+    precisions: tuple[str, ...] = ("fp32", "int8")
+    n_groups: int = 0
+    observed_real: int = 0
+
+
+class Strategy:
+    name = "base"
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        self.ctx = ctx
+
+    def propose(self, k: int) -> list[Proposal]:
+        raise NotImplementedError
+
+    def observe(self, results: list[tuple[Proposal, EvalOutcome]]) -> None:
+        """Real outcomes of the last proposals (measured, cached or failed)."""
+
+    # -- shared helpers -------------------------------------------------------------------
+    def _design(self, k: int) -> list[Proposal]:
+        """The next designed uniform configurations not yet in the store."""
+        out = []
+        for keep, prec in DESIGN:
+            if prec not in self.ctx.precisions:
+                continue
+            joint = JointAction.uniform(self.ctx.n_groups, keep, prec)
+            if self.ctx.key(joint) not in self.ctx.known and len(out) < k:
+                out.append(Proposal(joint, source="design"))
+        return out
+
+    def _in_design_phase(self) -> bool:
+        return self.ctx.surrogate is not None and bool(self._design(1))
+
+    def _rank(self, pool: list[Proposal], k: int) -> list[Proposal]:
+        """Top ``k`` distinct, unmeasured proposals by predicted reward. A proposal whose
+        predicted latency exceeds the limit by more than the latency model's error is certain
+        to break it and is never sent (``LIMIT_MARGIN``)."""
+        s = self.ctx.surrogate
+        assert s is not None
+        seen: set[str] = set()
+        scored = []
+        for p in pool:
+            key = self.ctx.key(p.joint)
+            if key in seen or key in self.ctx.known:
+                continue
+            seen.add(key)
+            p.predicted = s.predict(p.joint)
+            limit = self.ctx.max_latency_ms
+            if limit is not None and p.predicted.objectives.latency_ms > limit * LIMIT_MARGIN:
+                continue
+            scored.append(p)
+        scored.sort(key=lambda p: -p.predicted.reward)  # type: ignore[union-attr]
+        return scored[:k]
+
+
+LIMIT_MARGIN = 1.25  # predicted latency > 1.25 x the limit: certain to break it
+
+
+class GridStrategy(Strategy):
+    name = "grid"
+
+    def __init__(self, ctx: StrategyContext, order_by: Callable[[JointAction], float]) -> None:
+        super().__init__(ctx)
+        grid = [
+            JointAction.uniform(ctx.n_groups, keep, prec)
+            for keep in KEEP_RATIOS
+            for prec in ctx.precisions
+            if not (keep == 1.0 and prec == "fp32")  # that is the baseline itself
+        ]
+        self.grid = sorted(grid, key=lambda j: -order_by(j))  # mildest (slowest) first
+
+    def propose(self, k: int) -> list[Proposal]:
+        todo = [j for j in self.grid if self.ctx.key(j) not in self.ctx.known]
+        return [Proposal(j, source="grid") for j in todo[:k]]
+
+
+class RandomStrategy(Strategy):
+    name = "random"
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        super().__init__(ctx)
+        from hadmc.policy import RandomPolicy
+
+        self.policy = RandomPolicy(ctx.env.action_spec, seed=ctx.seed)
+
+    def _one(self) -> Proposal:
+        joint, _ = sample_episode(self.ctx.env, lambda obs, mask: (self.policy.act(mask), None))
+        return Proposal(joint, source="random")
+
+    def propose(self, k: int) -> list[Proposal]:
+        if self.ctx.surrogate is None:
+            return [self._one() for _ in range(k)]
+        if self._in_design_phase():
+            return self._design(k)
+        return self._rank([self._one() for _ in range(SURROGATE_POOL)], k)
+
+
+class OptunaStrategy(Strategy):
+    """TPE (multivariate) over keep per group, precision per stage, T, alpha, update scope."""
+
+    name = "optuna"
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        super().__init__(ctx)
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = optuna.samplers.TPESampler(seed=ctx.seed, multivariate=True)
+        self.study = optuna.create_study(direction="maximize", sampler=sampler)
+        self.stages = ctx.env.stages
+        self._pending: dict[int, Any] = {}
+
+    def _joint(self, trial: Any) -> JointAction:
+        from hadmc.compress.distill import UPDATE_SCOPES
+
+        keeps = [trial.suggest_categorical(f"keep_{i}", KEEP_RATIOS) for i in range(len(self.stages))]
+        stage_prec = {
+            s: trial.suggest_categorical(f"precision_{s}", self.ctx.precisions)
+            for s in sorted(set(self.stages))
+        }
+        return JointAction(
+            keep_ratios=[float(k) for k in keeps],
+            precisions=[stage_prec[s] for s in self.stages],
+            fusion=["none"] * len(self.stages),
+            temperature=trial.suggest_float("temperature", 1.0, 20.0, step=0.5),
+            alpha=round(trial.suggest_float("alpha", 0.05, 0.95, step=0.05), 2),
+            update_scope=trial.suggest_categorical("update_scope", UPDATE_SCOPES),
+        )
+
+    def propose(self, k: int) -> list[Proposal]:
+        out = []
+        for _ in range(k):
+            trial = self.study.ask()
+            p = Proposal(self._joint(trial), source="optuna")
+            self._pending[id(p)] = trial
+            out.append(p)
+        return out
+
+    def observe(self, results: list[tuple[Proposal, EvalOutcome]]) -> None:
+        import optuna
+
+        for p, out in results:
+            trial = self._pending.pop(id(p), None)
+            if trial is None:
+                continue
+            if out.status == "measured" and out.reward is not None:
+                self.study.tell(trial, float(out.reward))
+            else:
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+@dataclass
+class PPOSettings:
+    inner_episodes: int = INNER_EPISODES
+    inner_episodes_per_update: int = INNER_EPISODES_PER_UPDATE
+    pool: int = SURROGATE_POOL
+
+
+class PPOStrategy(Strategy):
+    """PPO proposals; with a surrogate, an inner loop of surrogate episodes between rounds."""
+
+    name = "ppo"
+
+    def __init__(self, ctx: StrategyContext, agent: Any, settings: PPOSettings | None = None):
+        super().__init__(ctx)
+        self.agent = agent
+        self.settings = settings or PPOSettings()
+        self.inner_updates = 0
+        self.real_updates = 0
+        self.inner_rewards: list[float] = []  # surrogate episode returns (diagnostics)
+
+    def _sample(self, source: str) -> Proposal:
+        def act(obs: np.ndarray, mask: dict[str, bool]) -> tuple[dict, Any]:
+            step = self.agent.act(obs, mask)
+            return step.action, step
+
+        joint, trajectory = sample_episode(self.ctx.env, act)
+        return Proposal(joint, trajectory, source=source)
+
+    def _surrogate_env(self) -> CompressionEnv:
+        s = self.ctx.surrogate
+        assert s is not None
+        env = self.ctx.env
+
+        def evaluate(joint: JointAction, episode: int) -> EvalOutcome:
+            pred = s.predict(joint)
+            return EvalOutcome("predicted", pred.reward, pred.to_dict())
+
+        senv = CompressionEnv(env.encoder, env.runtime, evaluate, keep_bound=env.keep_bound)
+        senv.last = env.last
+        return senv
+
+    def _inner_loop(self) -> None:
+        """PPO on surrogate rewards: ``inner_episodes`` episodes in updates of
+        ``inner_episodes_per_update`` (cheap: microseconds per predicted candidate)."""
+        senv = self._surrogate_env()
+        n = self.ctx.n_groups
+        per = self.settings.inner_episodes_per_update
+        for _ in range(max(1, self.settings.inner_episodes // per)):
+            stats = self.agent.collect(senv, per * n)
+            self.inner_rewards.extend(stats.episode_returns)
+            self.agent.update()
+            self.inner_updates += 1
+
+    def propose(self, k: int) -> list[Proposal]:
+        if self.ctx.surrogate is None:
+            return [self._sample("policy") for _ in range(k)]
+        if self._in_design_phase():
+            return self._design(k)
+        self._inner_loop()
+        ranked = self._rank([self._sample("policy") for _ in range(self.settings.pool)], k)
+        if len(ranked) < k:
+            # A converged policy proposes few distinct configurations, all measured: fill the
+            # round with random proposals ranked by the surrogate (no trajectory, so they
+            # train the surrogate, not the policy) instead of spending a round on nothing.
+            random = RandomStrategy(self.ctx)
+            random.policy.rng = np.random.default_rng([self.ctx.seed, self.real_updates])
+            pool = [random._one() for _ in range(self.settings.pool)]
+            chosen = {self.ctx.key(p.joint) for p in ranked}
+            extra = [p for p in self._rank(pool, k) if self.ctx.key(p.joint) not in chosen]
+            ranked += extra[: k - len(ranked)]
+        return ranked
+
+    def observe(self, results: list[tuple[Proposal, EvalOutcome]]) -> None:
+        """The real rewards train the policy too (the policy has not moved since sampling)."""
+        added = 0
+        for p, out in results:
+            if p.trajectory is None or out.status != "measured" or out.reward is None:
+                continue
+            for i, (obs, step) in enumerate(p.trajectory):
+                last = i == len(p.trajectory) - 1
+                self.agent.add(obs, step, float(out.reward) if last else 0.0, last, False)
+            added += 1
+        if added:
+            self.agent.finish_rollout(None, True)
+            self.agent.update()
+            self.real_updates += 1

@@ -1,0 +1,141 @@
+"""Search strategies: grid order, design phase, surrogate ranking, Optuna's space, PPO's inner
+loop (it must raise the predicted reward of what the policy proposes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hadmc.compress.pruning import find_layer_groups
+from hadmc.env import KEEP_RATIOS, CompressionEnv, EvalOutcome, JointAction
+from hadmc.models import build_model
+from hadmc.ppo import PPO, PPOConfig
+from hadmc.reward import Limits, Objectives, RewardConfig
+from hadmc.state import HardwareFeatures, StateEncoder
+from hadmc.surrogate.accuracy import AccuracyProxy
+from hadmc.surrogate.latency import LatencyModel
+from hadmc.surrogate.model import Surrogate
+from hadmc.surrogate.structure import ModelStructure
+from host.strategies import (
+    DESIGN,
+    GridStrategy,
+    OptunaStrategy,
+    PPOSettings,
+    PPOStrategy,
+    RandomStrategy,
+    StrategyContext,
+    _deferred,
+)
+
+
+@pytest.fixture(scope="module")
+def parts():
+    torch.manual_seed(0)
+    model = build_model("mobilenetv2_small", num_classes=10, in_channels=1).eval()
+    x = torch.zeros(1, 1, 16, 16)
+    groups = find_layer_groups(model, x)
+    s = ModelStructure(model, x)
+    n = s.n_groups
+    baseline = Objectives(0.95, 2.0, 30.0, None, 8_000_000, 0)
+    # Sensitive first and last groups: the proxy penalises pruning them.
+    table = [[0.2, 0.5, 0.8] if i in (0, n - 1) else [0.0, 0.01, 0.03] for i in range(n)]
+    return groups, s, baseline, table
+
+
+def _ctx(parts, surrogate=True, limit=None, seed=0) -> StrategyContext:
+    groups, s, baseline, table = parts
+    n = s.n_groups
+    hw = HardwareFeatures(2, 8192, baseline.latency_ms, True)
+    enc = StateEncoder(groups, [r[1] for r in table], hw)
+    env = CompressionEnv(enc, "onnxruntime", _deferred)
+    sur = None
+    if surrogate:
+        lat = LatencyModel(s.features([1.0] * n, ["fp32"] * n), 2.0, 8e6, 30.0)
+        sur = Surrogate(s, lat, AccuracyProxy(table, 0.95), baseline,
+                        RewardConfig(limits=Limits(max_accuracy_drop=1.0)))  # fmt: skip
+    return StrategyContext(
+        env=env, key=lambda j: j.canonical_json(), known=set(), seed=seed, surrogate=sur,
+        max_latency_ms=limit, n_groups=n,
+    )  # fmt: skip
+
+
+def test_grid_is_uniform_mildest_first_and_ends(parts) -> None:
+    ctx = _ctx(parts, surrogate=False)
+    s = parts[1]
+    grid = GridStrategy(ctx, lambda j: s.features(j.keep_ratios, j.precisions).macs)
+    props = grid.propose(100)
+    assert len(props) == len(KEEP_RATIOS) * 2 - 1  # the baseline itself is not re-measured
+    for p in props:
+        assert len(set(p.joint.keep_ratios)) == 1 and len(set(p.joint.precisions)) == 1
+    macs = [s.features(p.joint.keep_ratios, p.joint.precisions).macs for p in props]
+    assert macs == sorted(macs, reverse=True)
+    ctx.known.update(ctx.key(p.joint) for p in props)
+    assert grid.propose(4) == []
+
+
+def test_random_with_surrogate_measures_the_design_then_ranks(parts) -> None:
+    ctx = _ctx(parts, limit=1.2)
+    strat = RandomStrategy(ctx)
+    design = strat.propose(3)
+    assert [p.source for p in design] == ["design"] * 3
+    assert [(p.joint.keep_ratios[0], p.joint.precisions[0]) for p in design] == list(DESIGN[:3])
+    ctx.known.update(ctx.key(j) for j in (p.joint for p in design))
+    rest = strat.propose(len(DESIGN))
+    assert [p.source for p in rest] == ["design"] * (len(DESIGN) - 3)
+    ctx.known.update(ctx.key(p.joint) for p in rest)
+    ranked = strat.propose(4)
+    assert len(ranked) == 4 and all(p.source == "random" for p in ranked)
+    rewards = [p.predicted.reward for p in ranked]
+    assert rewards == sorted(rewards, reverse=True)
+    assert len({ctx.key(p.joint) for p in ranked}) == 4
+    assert not {ctx.key(p.joint) for p in ranked} & ctx.known
+    # Certain to break the latency limit (predicted > 1.25 x limit): never sent.
+    assert all(p.predicted.objectives.latency_ms <= 1.2 * 1.25 for p in ranked)
+    # The ranking beats the pool it came from on predicted reward.
+    pool = [strat._one() for _ in range(64)]
+    mean_pool = np.mean([ctx.surrogate.predict(p.joint).reward for p in pool])
+    assert np.mean(rewards) > mean_pool
+
+
+def test_optuna_proposes_in_the_same_space_and_learns_from_tells(parts) -> None:
+    ctx = _ctx(parts, surrogate=False)
+    strat = OptunaStrategy(ctx)
+    props = strat.propose(3)
+    stages = ctx.env.stages
+    for p in props:
+        j = p.joint
+        assert len(j.keep_ratios) == ctx.n_groups and set(j.keep_ratios) <= set(KEEP_RATIOS)
+        for a, b, pa, pb in zip(stages, stages[1:], j.precisions, j.precisions[1:], strict=False):
+            assert a != b or pa == pb  # one precision per stage
+        assert 1.0 <= j.temperature <= 20.0 and 0.05 <= j.alpha <= 0.95
+    strat.observe([(props[0], EvalOutcome("measured", 0.7)), (props[1], EvalOutcome("failed", None)),
+                   (props[2], EvalOutcome("measured", 0.2))])  # fmt: skip
+    states = [t.state.name for t in strat.study.trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert strat.study.best_value == pytest.approx(0.7)
+
+
+def test_ppo_inner_loop_raises_the_predicted_reward_of_its_proposals(parts) -> None:
+    ctx = _ctx(parts)
+    ctx.known.update(
+        ctx.key(JointAction.uniform(ctx.n_groups, k, p)) for k, p in DESIGN
+    )  # design done
+    cfg = PPOConfig(learning_rate=1e-3, gamma=1.0, gae_lambda=1.0, anneal_lr=False)
+    agent = PPO(ctx.env.observation_dim, ctx.env.action_spec, cfg, seed=0)
+    strat = PPOStrategy(ctx, agent, PPOSettings(inner_episodes=64, inner_episodes_per_update=16,
+                                                pool=32))  # fmt: skip
+
+    def mean_predicted(n: int = 24) -> float:
+        return float(np.mean([ctx.surrogate.predict(strat._sample("t").joint).reward
+                              for _ in range(n)]))  # fmt: skip
+
+    before = mean_predicted()
+    for _ in range(4):
+        props = strat.propose(2)
+    after = mean_predicted()
+    assert strat.inner_updates == 16 and len(props) == 2
+    assert after > before + 0.02, (before, after)
+    # Real outcomes train the policy on their own trajectories (one update per round).
+    strat.observe([(p, EvalOutcome("measured", 0.5)) for p in props])
+    assert strat.real_updates == 1 and len(agent.buffer) == 0
