@@ -46,6 +46,55 @@ def clipped_surrogate_loss(
     return torch.max(-advantages * ratio, -advantages * clipped).mean()
 
 
+def normalize_advantages(adv: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(A - mean A) / (std A + eps) over the given advantages (unbiased std, as CleanRL).
+
+    ``PPO.update`` calls it once on the whole rollout, not per minibatch: the search's
+    rollouts are small (a few episodes of ~20 steps) and are cut into 64s plus a leftover of
+    e.g. 16, whose own mean/std are noisy; a shared statistic gives every minibatch the same
+    scale and sign convention. A single advantage is returned unchanged (std undefined).
+    """
+    if adv.numel() <= 1:
+        return adv
+    return (adv - adv.mean()) / (adv.std() + eps)
+
+
+def value_loss(
+    v_new: torch.Tensor, v_old: torch.Tensor, ret: torch.Tensor, clip_coef: float | None
+) -> torch.Tensor:
+    """0.5 * mean((V - R)^2) (ERRATA row 2.4/4 L^value); clipped as in CleanRL if ``clip_coef``.
+
+    Clipped form: 0.5 * mean(max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)). The
+    max makes it pessimistic: moving V more than eps away from V_old never lowers the loss.
+    ``clip_coef=None`` means no clipping.
+    """
+    unclipped = (v_new - ret) ** 2
+    if clip_coef is None:
+        return 0.5 * unclipped.mean()
+    v_clipped = v_old + torch.clamp(v_new - v_old, -clip_coef, clip_coef)
+    return 0.5 * torch.max(unclipped, (v_clipped - ret) ** 2).mean()
+
+
+def approx_kl_k3(log_ratio: torch.Tensor) -> torch.Tensor:
+    """k3 estimator of KL(old || new): mean((r - 1) - log r), r = exp(log_ratio).
+
+    Unbiased and >= 0 per sample (Schulman, "Approximating KL divergence"); mean(-log r) is
+    unbiased too but can go negative, and |mean log r| is not a KL estimate at all.
+    """
+    return (torch.expm1(log_ratio) - log_ratio).mean()
+
+
+def ppo_loss(
+    pg_loss: torch.Tensor,
+    v_loss: torch.Tensor,
+    entropy: torch.Tensor,
+    ent_coef: float,
+    vf_coef: float,
+) -> torch.Tensor:
+    """L = L_pg - c2 * H + c1 * L_v, minimised: the entropy term is a bonus (more is better)."""
+    return pg_loss - ent_coef * entropy + vf_coef * v_loss
+
+
 def _as_obs_tensor(obs: np.ndarray, obs_dim: int) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(1, -1)
     if t.shape[1] != obs_dim:
@@ -226,7 +275,11 @@ class PPO:
         return c.learning_rate * max(0.0, 1.0 - self.updates_done / c.total_updates)
 
     def update(self) -> UpdateStats:
-        """K epochs of clipped-PPO minibatch steps on the buffer, then clear it."""
+        """K epochs of clipped-PPO minibatch steps on the buffer, then clear it.
+
+        Advantages are normalised once over the whole rollout (``norm_adv``), not per
+        minibatch; each step minimises ``ppo_loss`` and clips the global gradient norm.
+        """
         c = self.config
         b = self.buffer.batch()
         n = b.obs.shape[0]
@@ -238,6 +291,8 @@ class PPO:
         n_mb, approx_kl, early, first_dev, first_cf = 0, 0.0, False, float("nan"), float("nan")
         mb_size = min(c.minibatch_size, n)
         perms = [torch.as_tensor(self.np_rng.permutation(n)) for _ in range(c.n_epochs)]
+        # Whole-rollout statistics, computed once (see normalize_advantages for why).
+        advantages = normalize_advantages(b.advantages) if c.norm_adv else b.advantages
         old_log_probs = self._old_log_probs(b, perms[0], mb_size)
         diff = (old_log_probs - b.log_probs).abs()
         drift = float(diff.max())
@@ -254,8 +309,7 @@ class PPO:
                 log_ratio = ev.log_prob - old_log_probs[idx]
                 ratio = log_ratio.exp()
                 with torch.no_grad():
-                    # k3 estimator of KL(old || new): (r - 1) - log r, unbiased and >= 0.
-                    approx_kl = float(((ratio - 1) - log_ratio).mean())
+                    approx_kl = float(approx_kl_k3(log_ratio))
                     clip_frac = float(((ratio - 1).abs() > c.clip_coef).float().mean())
                 if n_mb == 0:
                     first_dev = float((ratio.detach() - 1).abs().max())
@@ -263,13 +317,10 @@ class PPO:
                 if c.target_kl is not None and approx_kl > c.target_kl and n_mb > 0:
                     early = True  # stop before stepping on a minibatch that drifted too far
                     break
-                adv = b.advantages[idx]
-                if c.norm_adv and adv.numel() > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                pg_loss = clipped_surrogate_loss(ratio, adv, c.clip_coef)
+                pg_loss = clipped_surrogate_loss(ratio, advantages[idx], c.clip_coef)
                 v_loss = self._value_loss(ev.value, b.values[idx], b.returns[idx])
                 entropy = ev.entropy.mean()
-                loss = pg_loss - c.ent_coef * entropy + c.vf_coef * v_loss
+                loss = ppo_loss(pg_loss, v_loss, entropy, c.ent_coef, c.vf_coef)
                 self.optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
@@ -311,13 +362,9 @@ class PPO:
     def _value_loss(
         self, v_new: torch.Tensor, v_old: torch.Tensor, ret: torch.Tensor
     ) -> torch.Tensor:
-        """0.5 * (V(s) - R)^2 (ERRATA row 2.4/4 L^value), optionally clipped as in CleanRL."""
-        unclipped = (v_new - ret) ** 2
-        if not self.config.clip_value_loss:
-            return 0.5 * unclipped.mean()
-        eps = self.config.clip_coef
-        v_clipped = v_old + torch.clamp(v_new - v_old, -eps, eps)
-        return 0.5 * torch.max(unclipped, (v_clipped - ret) ** 2).mean()
+        """``value_loss`` with this config's clipping (``clip_value_loss``, range ``clip_coef``)."""
+        clip = self.config.clip_coef if self.config.clip_value_loss else None
+        return value_loss(v_new, v_old, ret, clip)
 
     # ---- checkpointing --------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

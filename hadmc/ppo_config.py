@@ -26,7 +26,11 @@ class PPOConfig:
     ent_coef: float = 0.01  # c2 (entropy bonus)
     max_grad_norm: float = 0.5  # global gradient-norm clip
     target_kl: float | None = None  # approx-KL early stop of the update; None = off
-    norm_adv: bool = True  # per-minibatch advantage normalisation
+    # Normalise advantages to mean 0, std 1 over the WHOLE rollout, once per update (CleanRL
+    # does it per minibatch). Why: a search rollout is a few short episodes, split into
+    # minibatches of 64 plus a leftover (e.g. 16); per-minibatch mean/std on 16 samples are
+    # noisy and flip which actions count as better than average from one minibatch to the next.
+    norm_adv: bool = True
     adam_eps: float = 1e-5  # CleanRL's Adam epsilon
     init_log_std: float = 0.0  # initial log sigma of Gaussian heads (sigma = 1)
     # Initial raw mean per Gaussian head (default 0). For the distillation head,

@@ -7,6 +7,7 @@ import pytest
 
 from hadmc.buffer import RolloutBuffer, compute_gae
 from hadmc.policy import ActionSpec, HeadSpec
+from hadmc.ppo_config import PPOConfig
 
 GAMMA, LAM = 0.9, 0.8  # gamma * lambda = 0.72
 
@@ -108,3 +109,27 @@ def test_bad_inputs_are_rejected() -> None:
         buf.add(np.zeros(1), {"a": 0}, {"zzz": False}, 0.0, 0.0, 0.0, False, False)
     with pytest.raises(ValueError, match="gamma"):
         compute_gae(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1), 0, 1.5, 0.9)
+
+
+def test_gamma_one_lambda_one_terminal_reward_advantage_is_return_minus_value() -> None:
+    # The compression search's setting: ten steps, reward R = 0.7 only on the terminal step.
+    # With gamma = lambda = 1 the deltas telescope: A_t = R - V(s_t) at every step, and the
+    # value target is R itself.
+    cfg = PPOConfig(gamma=1.0, gae_lambda=1.0)  # the [0, 1] bounds are inclusive
+    values = np.array([0.1, -0.4, 0.25, 0.9, 0.0, 0.33, -1.2, 0.5, 0.05, 0.6])
+    rewards = np.zeros(10)
+    rewards[-1] = 0.7
+    terminated = np.zeros(10, bool)
+    terminated[-1] = True
+    adv, ret = compute_gae(
+        rewards, values, terminated, np.zeros(10, bool), np.zeros(10), 123.0,
+        cfg.gamma, cfg.gae_lambda,
+    )  # fmt: skip
+    np.testing.assert_allclose(adv, 0.7 - values, atol=1e-6)
+    np.testing.assert_allclose(ret, np.full(10, 0.7), atol=1e-6)
+    # the same through the buffer that PPO uses
+    buf = RolloutBuffer(SPEC, obs_dim=1)
+    for t in range(10):
+        buf.add(np.array([t / 10]), {"a": 0}, None, -0.69, values[t], rewards[t], t == 9, False)
+    buf.compute_returns(0.0, last_done=True, gamma=cfg.gamma, lam=cfg.gae_lambda)
+    np.testing.assert_allclose(buf.batch().advantages.numpy(), 0.7 - values, atol=1e-6)
