@@ -2,38 +2,37 @@
 
 ``render(run_dir)`` reads ``results.sqlite`` (host.store), replays the measured candidates in
 insertion order through a ``ParetoArchive`` (front, hypervolume history, chosen model) and
-writes the files next to the store. The schema of ``report.json`` is in docs/report-schema.md.
-Simulated measurements are labelled ``simulated`` in the JSON, tables and plot titles.
+writes the files next to the store. The schema of ``report.json`` is in docs/report-schema.md;
+every path in it is relative to the run directory, so a moved or copied run directory keeps a
+valid report (re-rendering one that was moved is also safe).
 
-Plots use matplotlib's object API with the Agg canvas (no pyplot global state, no display).
+Split: this module builds the report dict; ``host.report_plots`` draws the static PNGs,
+``host.report_interactive`` the optional plotly figure, ``host.report_html`` the page.
+Simulated measurements are labelled ``simulated`` and predicted ones (``metrics["predicted"]``)
+``predicted`` in the JSON, the tables, the plots and the page heading.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import json
+import filecmp
 import platform
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from hadmc.pareto import ParetoArchive
 from hadmc.reward import Limits, Objectives
 from host.store import ResultsStore
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2
 PLOTS = ("pareto", "hypervolume", "reward", "actions")
 FRONT_COLUMNS = (
-    "id", "accuracy_%", "latency_ms_p50", "peak_memory_mb", "size_kb", "energy_mj",
-    "update_kb", "reward", "source",
+    "id", "accuracy_%", "accuracy_drop_pts", "latency_ms_p50", "speedup_x", "peak_memory_mb",
+    "size_kb", "energy_mj", "update_kb", "reward", "source", "artifact",
 )  # fmt: skip
 
 
@@ -63,20 +62,134 @@ def _source(metrics: Mapping[str, Any] | None, device: Mapping[str, Any] | None)
     return "unknown"
 
 
-def _candidates(store: ResultsStore, device: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def measurement_kind(metrics: Mapping[str, Any] | None, source: str) -> str:
+    """``predicted`` (a model's estimate, e.g. a surrogate: ``metrics["predicted"]`` true),
+    ``simulated`` (the analytic ``sim:`` device) or ``measured``. Predicted wins: a number
+    predicted for a real board is still not a measurement."""
+    if (metrics or {}).get("predicted") is True:
+        return "predicted"
+    return "simulated" if source == "simulated" else "measured"
+
+
+def config_summary(actions: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The few numbers that tell one configuration from another (hover text, tables)."""
+    a = actions or {}
+    keep = [float(v) for v in a.get("pruning", [])]
+    dist = a.get("distillation") if isinstance(a.get("distillation"), Mapping) else {}
+    return {
+        "mean_keep_ratio": sum(keep) / len(keep) if keep else None,
+        "precisions": dict(sorted(Counter(str(p) for p in a.get("quantization", [])).items())),
+        "temperature": dist.get("temperature"),
+        "alpha": dist.get("alpha"),
+        "update": a.get("update"),
+    }
+
+
+def versus_baseline(obj: Objectives, base: Objectives | None) -> dict[str, float | None] | None:
+    """Ratios a user compares: > 1 speedup is faster; < 1 size/memory ratio is smaller."""
+    if base is None:
+        return None
+
+    def ratio(a: float, b: float) -> float | None:
+        return a / b if b else None
+
+    return {
+        "speedup": ratio(base.latency_ms, obj.latency_ms),
+        "size_ratio": ratio(obj.size_bytes, base.size_bytes),
+        "memory_ratio": ratio(obj.memory_mb, base.memory_mb),
+        "accuracy_drop_points": 100.0 * (base.accuracy - obj.accuracy),
+    }
+
+
+def limits_met(obj: Objectives, base: Objectives | None, limits: Limits) -> list[dict[str, Any]]:
+    """One row per limit that was set: its value, the model's value and whether it is met."""
+    rows = []
+    if limits.max_latency_ms is not None:
+        rows.append(("max_latency_ms", limits.max_latency_ms, obj.latency_ms))
+    if limits.max_memory_mb is not None:
+        rows.append(("max_memory_mb", limits.max_memory_mb, obj.memory_mb))
+    if limits.max_accuracy_drop is not None and base is not None:
+        drop = 100.0 * (base.accuracy - obj.accuracy)
+        rows.append(("max_accuracy_drop", limits.max_accuracy_drop, drop))
+    return [{"limit": k, "value": v, "actual": a, "met": a <= v} for k, v, a in rows]
+
+
+def test_fields(metrics: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``test_accuracy``, ``test_accuracy_ci95`` ([lo, hi]) and ``test_n`` of a metrics dict,
+    each None when absent. The interval is the stored one, else the 95 % Wilson interval from
+    ``test_n`` (the same ``hadmc.stats.binomial_ci95`` the search's summary uses)."""
+    m = metrics or {}
+    acc, ci, n = m.get("test_accuracy"), m.get("test_accuracy_ci95"), m.get("test_n")
+    if acc is not None and ci is None and n:
+        from hadmc.stats import binomial_ci95
+
+        ci = list(binomial_ci95(round(acc * n), int(n)))
+    return {"test_accuracy": acc, "test_accuracy_ci95": ci, "test_n": n or None}
+
+
+def _rel(run_dir: Path, path: Path) -> str:
+    return path.resolve().relative_to(run_dir.resolve()).as_posix()
+
+
+def _pareto_copy(run_dir: Path, cid: int) -> str | None:
+    """``pareto/candidate-<id>.<ext>`` as the search's finish() copies front members."""
+    found = sorted((run_dir / "pareto").glob(f"candidate-{cid}.*"))
+    return _rel(run_dir, found[0]) if found else None
+
+
+def _best_copy(run_dir: Path, artifact: str | None) -> str | None:
+    """``best.<ext>`` when it is a copy of the chosen artifact (not a stale one from before a
+    re-render with other settings). copy2 keeps mtimes, so the shallow compare is cheap."""
+    if artifact is None or not (run_dir / artifact).is_file():
+        return None
+    suffix = Path(artifact).suffix
+    best = run_dir / f"best{suffix}"
+    if best.is_file() and filecmp.cmp(best, run_dir / artifact, shallow=True):
+        return best.name
+    return None
+
+
+def _candidates(
+    store: ResultsStore, device: Mapping[str, Any] | None, base: Objectives | None
+) -> list[dict[str, Any]]:
     out = []
     for rec in store.candidates():
         row = rec.to_dict()
+        # report.json holds run-dir relative paths only (the record's absolute one is local).
+        row["artifact_path"] = row.pop("artifact_relpath")
+        row["artifact_exists"] = rec.artifact_path is not None and Path(rec.artifact_path).is_file()
         obj = _objectives(rec.objectives) or _objectives(rec.metrics)
         row["objectives"] = None if obj is None else obj.to_dict()
+        row["versus_baseline"] = None if obj is None else versus_baseline(obj, base)
         row["measurement_source"] = _source(rec.metrics, device)
+        row["measurement_kind"] = measurement_kind(rec.metrics, row["measurement_source"])
+        row["config_summary"] = config_summary(rec.actions)
         row["on_front"] = False
         out.append(row)
     return out
 
 
+def _entry(c: Mapping[str, Any]) -> dict[str, Any]:
+    """Keys every front row and the chosen model share (from its candidate row)."""
+    return {
+        "id": c["id"],
+        "objectives": c["objectives"],
+        "versus_baseline": c["versus_baseline"],
+        "reward": c["reward"],
+        "measurement_source": c["measurement_source"],
+        "measurement_kind": c["measurement_kind"],
+        **test_fields(c["metrics"]),
+        "artifact_path": c["artifact_path"],
+        "config_summary": c["config_summary"],
+    }
+
+
 def _analyse(
-    cands: list[dict[str, Any]], baseline: Objectives | None, limits: Limits, choose_by: str
+    run_dir: Path,
+    cands: list[dict[str, Any]],
+    baseline: Objectives | None,
+    limits: Limits,
+    choose_by: str,
 ) -> dict[str, Any]:
     measured = [c for c in cands if c["status"] == "measured" and c["objectives"]]
     reference = baseline or (Objectives.from_dict(measured[0]["objectives"]) if measured else None)
@@ -85,9 +198,8 @@ def _analyse(
     archive = ParetoArchive(reference)
     for c in measured:
         archive.add(c["id"], Objectives.from_dict(c["objectives"]))
-    front_ids = set(archive.front_ids())
     by_id = {c["id"]: c for c in cands}
-    for cid in front_ids:
+    for cid in archive.front_ids():
         by_id[cid]["on_front"] = True
     best = archive.best_under(
         limits,
@@ -95,13 +207,11 @@ def _analyse(
     )
     front = [
         {
-            "id": e.candidate_id,
-            "objectives": e.objectives.to_dict(),
+            **_entry(by_id[e.candidate_id]),
             "normalised": dict(
                 zip(archive.hv_objectives, archive.normalised(e.objectives), strict=True)
             ),
-            "reward": by_id[e.candidate_id]["reward"],
-            "measurement_source": by_id[e.candidate_id]["measurement_source"],
+            "pareto_path": _pareto_copy(run_dir, int(e.candidate_id)),
         }
         for e in archive.front()
     ]
@@ -120,140 +230,15 @@ def _analyse(
     }
     chosen = None
     if best is not None:
+        c = by_id[best.candidate_id]
         chosen = {
-            "id": best.candidate_id,
+            **_entry(c),
             "rule": f"highest {choose_by} among feasible Pareto-front members",
-            "objectives": best.objectives.to_dict(),
-            "reward": by_id[best.candidate_id]["reward"],
-            "artifact_path": by_id[best.candidate_id]["artifact_path"],
-            "measurement_source": by_id[best.candidate_id]["measurement_source"],
+            "limits_met": limits_met(best.objectives, baseline, limits),
+            "pareto_path": _pareto_copy(run_dir, int(best.candidate_id)),
+            "best_path": _best_copy(run_dir, c["artifact_path"]),
         }
     return {"front": front, "chosen": chosen, "hv": hv}
-
-
-# -- plots --------------------------------------------------------------------------------
-def _save(fig: Figure, path: Path) -> None:
-    FigureCanvasAgg(fig)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def _plot_pareto(report: dict[str, Any], path: Path, tag: str) -> None:
-    fig = Figure(figsize=(6.4, 4.6))
-    ax = fig.add_subplot()
-    rows = [c for c in report["candidates"] if c["objectives"]]
-    others = [c for c in rows if not c["on_front"]]
-    front = sorted((c for c in rows if c["on_front"]), key=lambda c: c["objectives"]["latency_ms"])
-    ax.scatter([c["objectives"]["latency_ms"] for c in others],
-               [100 * c["objectives"]["accuracy"] for c in others],
-               s=18, c="0.6", label="dominated candidates")  # fmt: skip
-    ax.plot([c["objectives"]["latency_ms"] for c in front],
-            [100 * c["objectives"]["accuracy"] for c in front],
-            "o-", c="tab:red", drawstyle="steps-post", label="Pareto front (all objectives)")  # fmt: skip
-    base = report["baseline"]["objectives"]
-    if base:
-        ax.scatter([base["latency_ms"]], [100 * base["accuracy"]], marker="*", s=220,
-                   c="tab:blue", zorder=5, label="baseline (uncompressed)")  # fmt: skip
-    chosen = report["chosen"]
-    if chosen:
-        ax.scatter([chosen["objectives"]["latency_ms"]], [100 * chosen["objectives"]["accuracy"]],
-                   s=160, facecolors="none", edgecolors="k", linewidths=2, zorder=6,
-                   label="chosen")  # fmt: skip
-    if report["limits"].get("max_latency_ms"):
-        ax.axvline(report["limits"]["max_latency_ms"], ls="--", c="k", lw=1, label="latency limit")
-    ax.set_xlabel("latency p50 (ms)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"Accuracy vs latency{tag}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    _save(fig, path)
-
-
-def _plot_hv(report: dict[str, Any], path: Path, tag: str) -> None:
-    fig = Figure(figsize=(6.4, 3.8))
-    ax = fig.add_subplot()
-    hist = (report["hypervolume"] or {}).get("history", [])
-    ax.plot([h["evaluation"] for h in hist], [h["hypervolume"] for h in hist], "-", c="tab:green")
-    objs = ", ".join((report["hypervolume"] or {}).get("objectives", []))
-    ax.set_xlabel("measured candidates")
-    ax.set_ylabel(f"hypervolume ({objs})")
-    ax.set_title(f"Hypervolume vs evaluations{tag}")
-    ax.grid(alpha=0.3)
-    _save(fig, path)
-
-
-def _plot_reward(report: dict[str, Any], path: Path, tag: str) -> None:
-    fig = Figure(figsize=(6.4, 3.8))
-    ax = fig.add_subplot()
-    ok = [c for c in report["candidates"] if c["reward"] is not None]
-    ax.scatter([c["episode"] for c in ok], [c["reward"] for c in ok], s=14, c="tab:blue",
-               label="reward")  # fmt: skip
-    if ok:
-        best, running = [], float("-inf")
-        for c in sorted(ok, key=lambda c: (c["episode"], c["id"])):
-            running = max(running, c["reward"])
-            best.append((c["episode"], running))
-        ax.plot(
-            [e for e, _ in best],
-            [r for _, r in best],
-            c="tab:orange",
-            drawstyle="steps-post",
-            label="best so far",
-        )
-    failed = [c["episode"] for c in report["candidates"] if c["status"] == "failed"]
-    if failed:
-        y = min((c["reward"] for c in ok), default=0.0)
-        ax.scatter(failed, [y] * len(failed), marker="x", c="tab:red", label="failed (no reward)")
-    ax.set_xlabel("episode")
-    ax.set_ylabel("reward")
-    ax.set_title(f"Reward per episode{tag}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    _save(fig, path)
-
-
-def _counts(ax: Any, values: Sequence[Any], title: str) -> None:
-    counts = Counter(str(v) for v in values)
-    labels = sorted(counts)
-    ax.bar(labels, [counts[k] for k in labels], color="tab:purple")
-    ax.set_title(title, fontsize=9)
-    ax.tick_params(labelsize=7)
-
-
-def _hist(ax: Any, values: Sequence[float], title: str) -> None:
-    ax.hist(values, bins=min(20, max(5, len(set(values)))), color="tab:cyan", edgecolor="k")
-    ax.set_title(title, fontsize=9)
-    ax.tick_params(labelsize=7)
-
-
-def _plot_actions(report: dict[str, Any], path: Path, tag: str) -> None:
-    acts = [c["actions"] or {} for c in report["candidates"]]
-    keep = [float(v) for a in acts for v in a.get("pruning", [])]
-    prec = [v for a in acts for v in a.get("quantization", [])]
-    fusion = [v for a in acts for v in a.get("fusion", [])]
-    dist = [a["distillation"] for a in acts if isinstance(a.get("distillation"), Mapping)]
-    temps = [float(d["temperature"]) for d in dist if "temperature" in d]
-    alphas = [float(d["alpha"]) for d in dist if "alpha" in d]
-    scopes = [a["update"] for a in acts if "update" in a]
-    fig = Figure(figsize=(9.6, 5.6))
-    axes = fig.subplots(2, 3)
-    _hist(axes[0][0], keep, "pruning: keep ratio (all groups)")
-    _counts(axes[0][1], prec, "quantization: precision (all groups)")
-    _counts(axes[0][2], fusion, "fusion: pattern (all groups)")
-    _hist(axes[1][0], temps, "distillation: temperature T")
-    _hist(axes[1][1], alphas, "distillation: alpha")
-    _counts(axes[1][2], scopes, "update: scope")
-    fig.suptitle(f"Action distributions per agent{tag}", fontsize=11)
-    _save(fig, path)
-
-
-# -- HTML ---------------------------------------------------------------------------------
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _fmt(v: Any, spec: str) -> str:
@@ -266,124 +251,65 @@ def front_table(report: Mapping[str, Any], which: str = "pareto_front") -> list[
     Sorted by latency (fastest first), which reads as the accuracy/latency trade-off."""
     rows = []
     for f in sorted(report[which], key=lambda f: f["objectives"]["latency_ms"]):
-        o = f["objectives"]
+        o, vs = f["objectives"], f.get("versus_baseline") or {}
         rows.append({
             "id": str(f["id"]),
             "accuracy_%": _fmt(100 * o["accuracy"], ".2f"),
+            "accuracy_drop_pts": _fmt(vs.get("accuracy_drop_points"), ".2f"),
             "latency_ms_p50": _fmt(o["latency_ms"], ".3f"),
+            "speedup_x": _fmt(vs.get("speedup"), ".2f"),
             "peak_memory_mb": _fmt(o["memory_mb"], ".1f"),
             "size_kb": _fmt(o["size_bytes"] / 1024, ".1f"),
             "energy_mj": _fmt(o["energy_mj"], ".3f"),
             "update_kb": _fmt(o["update_bytes"] / 1024, ".1f"),
             "reward": _fmt(f.get("reward"), ".4f"),
-            "source": str(f.get("measurement_source", "unknown")),
+            "source": str(f.get("measurement_kind") or f.get("measurement_source", "unknown")),
+            "artifact": str(f.get("pareto_path") or f.get("artifact_path") or "-"),
         })  # fmt: skip
     return rows
 
 
-def _html(report: dict[str, Any], png: dict[str, bytes]) -> str:
-    sim = " <b>[SIMULATED: analytic estimates, not measurements]</b>" if report["simulated"] else ""
-    front = front_table(report)
-    cands = [
-        [c["id"], c["episode"], c["status"], _fmt(c["reward"], ".4f"),
-         _fmt(c["objectives"] and 100 * c["objectives"]["accuracy"], ".2f"),
-         _fmt(c["objectives"] and c["objectives"]["latency_ms"], ".3f"),
-         _fmt(c["objectives"] and c["objectives"]["memory_mb"], ".1f"),
-         _fmt(c["objectives"] and c["objectives"]["size_bytes"], "d"),
-         (c["metrics"] or {}).get("energy_status", "-"), c["measurement_source"],
-         "yes" if c["on_front"] else "", c["error"] or ""]
-        for c in report["candidates"]
-    ]  # fmt: skip
-    imgs = "".join(
-        f'<h3>{name}</h3><img alt="{name}" src="data:image/png;base64,'
-        f'{base64.b64encode(data).decode()}"/>'
-        for name, data in png.items()
-    )
-    chosen = report["chosen"]
-    chosen_html = (
-        _table(["key", "value"], [[k, json.dumps(v)] for k, v in chosen.items()])
-        if chosen
-        else "<p>No Pareto-front member satisfies the limits.</p>"
-    )
-    hv = report["hypervolume"] or {}
-    return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>hadmc report</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;
-font-size:12px;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 6px}}th{{background:#eee}}
-img{{max-width:100%}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
-<h1>hadmc run report{sim}</h1>
-<p>Run directory: {html.escape(report["run_dir"])} &middot; generated {report["generated_at"]}
-&middot; {report["counts"]["measured"]} measured, {report["counts"]["failed"]} failed</p>
-<h2>Device</h2><pre>{html.escape(json.dumps(report["device"], indent=1))}</pre>
-<h2>Baseline</h2><pre>{html.escape(json.dumps(report["baseline"]["objectives"], indent=1))}</pre>
-<h2>Chosen model</h2>{chosen_html}
-<h2>Pareto front</h2>{_table(FRONT_COLUMNS, [list(r.values()) for r in front])}
-<p>Hypervolume {_fmt(hv.get("final"), ".4f")} over {
-        html.escape(", ".join(hv.get("objectives", [])))
-    },
-reference point {hv.get("reference_point")} ({html.escape(hv.get("normalisation", ""))}).</p>
-<h2>Plots</h2>{imgs}
-<h2>All candidates</h2>{
-        _table(
-            [
-                "id",
-                "episode",
-                "status",
-                "reward",
-                "acc %",
-                "latency ms",
-                "memory MB",
-                "size B",
-                "energy",
-                "source",
-                "front",
-                "error",
-            ],
-            cands,
-        )
-    }
-<h2>Run configuration</h2><pre>{html.escape(json.dumps(report["run"]["config"], indent=1))}</pre>
-<h2>Provenance</h2><pre>{html.escape(json.dumps(report["provenance"], indent=1))}</pre>
-</body></html>"""
-
-
-def render(run_dir: str | Path) -> dict[str, Any]:
-    """Write ``report.json``, ``report.html`` and ``plots/*.png`` into ``run_dir``; return the
-    report dict. Raises ``FileNotFoundError`` when ``run_dir`` holds no results store."""
+def build(run_dir: str | Path) -> dict[str, Any]:
+    """The report dict of ``run_dir`` (what ``report.json`` holds), writing nothing.
+    Raises ``FileNotFoundError`` when ``run_dir`` holds no results store."""
     run_dir = Path(run_dir)
     if not (run_dir / "results.sqlite").is_file():
         raise FileNotFoundError(f"no results.sqlite in {run_dir}: not a hadmc run directory")
     with ResultsStore(run_dir) as store:
         info = store.run_info()
-        cands = _candidates(store, info["device"])
+        baseline = _objectives(info["baseline"])
+        cands = _candidates(store, info["device"], baseline)
         schema = store.schema_version
     config = info["config"] or {}
     limits = _limits(config)
-    baseline = _objectives(info["baseline"])
     choose_by = str(config.get("choose_by", "reward"))
     if choose_by not in ("reward", "accuracy"):
         raise ValueError(f"choose_by must be 'reward' or 'accuracy', got {choose_by!r}")
-    analysis = _analyse(cands, baseline, limits, choose_by)
+    analysis = _analyse(run_dir, cands, baseline, limits, choose_by)
     sources = sorted({c["measurement_source"] for c in cands})
     simulated = "simulated" in sources or (info["device"] or {}).get("source") == "simulated"
     try:
         version = metadata.version("hadmc")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    plots_dir = run_dir / "plots"
-    plots_dir.mkdir(exist_ok=True)
-    report: dict[str, Any] = {
+    return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "run_dir": str(run_dir.resolve()),
         "simulated": simulated,
         "run": {"config": config},
         "device": info["device"],
-        "baseline": {"metrics": info["baseline"], "objectives": baseline and baseline.to_dict()},
-        "limits": {k: v for k, v in vars(limits).items()},
+        "baseline": {
+            "metrics": info["baseline"],
+            "objectives": baseline and baseline.to_dict(),
+            **test_fields(info["baseline"]),
+        },
+        "limits": dict(vars(limits)),
         "counts": {
             "total": len(cands),
             "measured": sum(c["status"] == "measured" for c in cands),
             "failed": sum(c["status"] == "failed" for c in cands),
+            "predicted": sum(c["measurement_kind"] == "predicted" for c in cands),
         },
         "candidates": cands,
         "pareto_front": analysis["front"],
@@ -398,13 +324,23 @@ def render(run_dir: str | Path) -> dict[str, Any]:
             "measurement_sources": sources,
         },
     }
-    tag = "  [simulated]" if simulated else ""
-    png: dict[str, bytes] = {}
-    for name, fn in (("pareto", _plot_pareto), ("hypervolume", _plot_hv),
-                     ("reward", _plot_reward), ("actions", _plot_actions)):  # fmt: skip
-        path = plots_dir / f"{name}.png"
-        fn(report, path, tag)
-        png[name] = path.read_bytes()
+
+
+def render(run_dir: str | Path) -> dict[str, Any]:
+    """Write ``report.json``, ``report.html`` and ``plots/*.png`` into ``run_dir``; return the
+    report dict. Works from any working directory and after the run directory was moved.
+    Raises ``FileNotFoundError`` when ``run_dir`` holds no results store."""
+    import json
+
+    from host.report_html import page
+    from host.report_interactive import pareto_div
+    from host.report_plots import draw_all
+
+    run_dir = Path(run_dir)
+    report = build(run_dir)
+    png = draw_all(report, run_dir / "plots")
+    interactive, why_not = pareto_div(report)
+    report["interactive"] = {"pareto": interactive is not None, "unavailable_reason": why_not}
     (run_dir / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False))
-    (run_dir / "report.html").write_text(_html(report, png), encoding="utf-8")
+    (run_dir / "report.html").write_text(page(report, png, interactive), encoding="utf-8")
     return report

@@ -10,15 +10,24 @@ report read while the search writes; ``synchronous=NORMAL`` in WAL is still dura
 process crashes, which is the failure we guard against.
 
 Tables (schema version ``SCHEMA_VERSION``, in ``meta``):
-- ``meta(key, value)``: ``schema_version``, ``created_at``.
+- ``meta(key, value)``: ``schema_version``, ``created_at``, ``relative_artifacts_from_id``
+  (the first candidate id whose artifact path was stored run-dir relative; older rows are
+  "legacy", see :func:`resolve_artifact`).
 - ``run(id=1, config_json, baseline_json, device_json, updated_at)``: the run configuration,
   the baseline metrics (same keys as candidate metrics) and the device's ``info()``.
 - ``candidates``: see :class:`CandidateRecord`.
+
+Artifact paths are stored relative to the run directory (POSIX form) whenever the file lies
+under it, so a run directory that is moved, copied or opened from another working directory
+keeps valid paths; files outside it are stored absolute. Stores written before this rule hold
+the path as given, i.e. relative to the directory the search was started from;
+:func:`resolve_artifact` still finds those files (see there).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -66,9 +75,61 @@ class DuplicateKeyError(ValueError):
     """A candidate with this ``config_key`` is already stored."""
 
 
+def normalise_artifact(run_dir: Path, path: str | Path) -> str:
+    """The stored form of ``path``: relative to ``run_dir`` (POSIX) when it lies under it,
+    else absolute. A relative ``path`` is relative to the current working directory (what the
+    search passes: its run directory plus ``candidates/...``)."""
+    # abspath, not resolve(): symlinks inside the run dir stay as the user laid them out; both
+    # sides still get resolve()d once so /tmp vs /private/tmp style aliases compare equal.
+    absolute = Path(os.path.abspath(path))
+    root = run_dir.resolve()
+    for candidate in (absolute, absolute.resolve()):
+        try:
+            return candidate.relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return str(absolute)
+
+
+def resolve_artifact(run_dir: Path, stored: str | None, *, legacy: bool = False) -> Path | None:
+    """Absolute path of a stored artifact path, valid from any working directory.
+
+    Current rows: ``run_dir / stored`` (or ``stored`` itself when absolute). ``legacy`` rows,
+    written before paths were run-dir relative, hold the path relative to where the search
+    started (e.g. ``outputs/run-1/candidates/a.onnx``); the first existing of these wins: the
+    path as the current form reads it, the part after the run directory's own name (the
+    directory was moved), each ancestor of ``run_dir`` joined with the string (it was not),
+    then ever shorter tails (moved and renamed). None existing (a deleted file), the
+    current-form reading is returned.
+    """
+    if not stored:
+        return None
+    root = run_dir.resolve()
+    path = Path(stored)
+    primary = path if path.is_absolute() else root / path
+    if not legacy or primary.is_file():
+        return primary
+    tries = []
+    parts = path.parts[1:] if path.is_absolute() else path.parts
+    if root.name in parts[:-1]:
+        i = len(parts) - 1 - parts[::-1].index(root.name)
+        tries.append(root.joinpath(*parts[i + 1 :]))
+    if not path.is_absolute():
+        tries.extend(ancestor / path for ancestor in root.parents)
+    tries.extend(root.joinpath(*parts[k:]) for k in range(1, len(parts)))
+    return next((t for t in tries if t.is_file()), primary)
+
+
 @dataclass
 class CandidateRecord:
-    """One stored candidate. ``reward`` is None for failed candidates (never 0)."""
+    """One stored candidate. ``reward`` is None for failed candidates (never 0).
+
+    ``artifact_path`` is the exported model's absolute path, resolved against the store's run
+    directory when the record was read: open or copy it from any working directory (it stays
+    absolute, rather than the stored form, so callers need no run directory to use it).
+    ``artifact_relpath`` is the same file relative to the run directory when it lies under it
+    (the stored form; what ``report.json`` shows), else absolute.
+    """
 
     id: int
     episode: int
@@ -82,6 +143,7 @@ class CandidateRecord:
     reward: float | None
     artifact_path: str | None
     created_at: float
+    artifact_relpath: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +167,9 @@ class ResultsStore:
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # Absolute once, at open: artifact paths resolve against it even if the process later
+        # changes its working directory.
+        self.root = self.run_dir.resolve()
         self.path = self.run_dir / DB_NAME
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -127,6 +192,18 @@ class ResultsStore:
                     f"{self.path} has schema version {row['value']}, this hadmc reads "
                     f"{SCHEMA_VERSION}; use a new run directory"
                 )
+            # Same table layout, new path rule: rather than a schema bump (which would lock
+            # old runs out), remember where the rule started. New store: 1; a store written by
+            # an older hadmc: after its last row (a resumed run mixes both forms).
+            self._conn.execute(
+                "INSERT OR IGNORE INTO meta SELECT 'relative_artifacts_from_id', "
+                "CAST(COALESCE(MAX(id), 0) + 1 AS TEXT) FROM candidates"
+            )
+            self._relative_from = int(
+                self._conn.execute(
+                    "SELECT value FROM meta WHERE key='relative_artifacts_from_id'"
+                ).fetchone()["value"]
+            )
 
     @property
     def schema_version(self) -> int:
@@ -186,7 +263,9 @@ class ResultsStore:
         artifact_path: str | Path | None = None,
     ) -> CandidateRecord:
         """Insert one candidate and commit it at once. Raises ``DuplicateKeyError`` when the
-        key exists (check :meth:`get_by_key` first), ``ValueError`` on inconsistent fields."""
+        key exists (check :meth:`get_by_key` first), ``ValueError`` on inconsistent fields.
+        ``artifact_path``: absolute or relative to the working directory; stored relative to
+        the run directory when it lies under it (see :func:`normalise_artifact`)."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         if not config_key:
@@ -215,7 +294,9 @@ class ResultsStore:
                         status,
                         error,
                         None if reward is None else float(reward),
-                        None if artifact_path is None else str(artifact_path),
+                        None
+                        if artifact_path is None
+                        else normalise_artifact(self.root, artifact_path),
                         created_at,
                     ),
                 )
@@ -229,6 +310,8 @@ class ResultsStore:
         return record
 
     def _record(self, row: sqlite3.Row) -> CandidateRecord:
+        stored = row["artifact_path"]
+        resolved = resolve_artifact(self.root, stored, legacy=row["id"] < self._relative_from)
         return CandidateRecord(
             id=row["id"],
             episode=row["episode"],
@@ -240,9 +323,47 @@ class ResultsStore:
             status=row["status"],
             error=row["error"],
             reward=row["reward"],
-            artifact_path=row["artifact_path"],
+            artifact_path=None if resolved is None else str(resolved),
             created_at=row["created_at"],
+            artifact_relpath=None if resolved is None else self.relative(resolved),
         )
+
+    def update_metrics(self, candidate_id: int, updates: dict[str, Any]) -> CandidateRecord:
+        """Merge ``updates`` into a stored candidate's metrics (e.g. ``test_accuracy`` and
+        ``test_accuracy_ci95`` evaluated for the chosen model only, after the search) and
+        commit. Raises ``KeyError`` for an unknown id, ``ValueError`` for a failed one."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT status, metrics_json FROM candidates WHERE id = ?", (candidate_id,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"no candidate with id {candidate_id}")
+            if row["status"] != "measured":
+                raise ValueError(f"candidate {candidate_id} failed: it has no metrics to update")
+            merged = {**(_loads(row["metrics_json"]) or {}), **updates}
+            self._conn.execute(
+                "UPDATE candidates SET metrics_json = ? WHERE id = ?",
+                (_dumps(merged), candidate_id),
+            )
+        record = self.get(candidate_id)
+        assert record is not None
+        return record
+
+    # -- artifact paths -------------------------------------------------------------------
+    def relative(self, path: str | Path) -> str:
+        """``path`` (absolute or working-directory relative) as report files write it:
+        relative to the run directory when under it, else absolute."""
+        return normalise_artifact(self.root, path)
+
+    def artifact_file(self, record: CandidateRecord | int) -> Path | None:
+        """Absolute path of a candidate's artifact (a record or its id), valid from any
+        working directory; None when it has none. The file may since have been deleted."""
+        if not isinstance(record, CandidateRecord):
+            found = self.get(int(record))
+            if found is None:
+                raise KeyError(f"no candidate with id {record}")
+            record = found
+        return None if record.artifact_path is None else Path(record.artifact_path)
 
     def get(self, candidate_id: int) -> CandidateRecord | None:
         row = self._conn.execute(

@@ -1,7 +1,10 @@
-"""ResultsStore: durable rows, failed candidates, duplicate keys, schema version."""
+"""ResultsStore: durable rows, failed candidates, duplicate keys, schema version, artifact
+paths relative to the run directory (moved directories, other working directories, stores
+written before that rule), metric updates."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -135,3 +138,129 @@ def test_schema_version_mismatch(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(StoreError, match="schema version 99"):
         ResultsStore(tmp_path)
+
+
+def _stored_paths(run_dir: Path) -> list[str | None]:
+    conn = sqlite3.connect(run_dir / DB_NAME)
+    rows = [r[0] for r in conn.execute("SELECT artifact_path FROM candidates ORDER BY id")]
+    conn.close()
+    return rows
+
+
+def _add(store: ResultsStore, key: str, artifact: str | Path | None) -> None:
+    store.add_candidate(
+        episode=0, config_key=key, actions=ACTIONS, metrics=METRICS, reward=0.5,
+        artifact_path=artifact,
+    )  # fmt: skip
+
+
+def test_artifact_paths_are_run_dir_relative(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = Path("outputs/run-1")  # cwd-relative, as `hadmc-host search` makes it
+    (run / "candidates").mkdir(parents=True)
+    for name in ("a.onnx", "b.onnx"):
+        (run / "candidates" / name).write_bytes(b"model")
+    outside = tmp_path / "elsewhere.onnx"
+    outside.write_bytes(b"model")
+    with ResultsStore(run) as store:
+        _add(store, "cwd-relative", run / "candidates" / "a.onnx")
+        _add(store, "absolute", (run / "candidates" / "b.onnx").resolve())
+        _add(store, "outside", outside)
+        _add(store, "none", None)
+        rec = store.get_by_key("cwd-relative")
+        assert rec is not None and rec.artifact_relpath == "candidates/a.onnx"
+        assert rec.artifact_path == str(tmp_path / "outputs/run-1/candidates/a.onnx")
+        assert store.artifact_file(rec) == store.artifact_file(rec.id) == Path(rec.artifact_path)
+        assert store.artifact_file(store.get_by_key("none")) is None
+        with pytest.raises(KeyError):
+            store.artifact_file(999)
+    assert _stored_paths(run) == ["candidates/a.onnx", "candidates/b.onnx", str(outside), None]
+
+    moved = tmp_path / "archive" / "kept-run"
+    moved.parent.mkdir()
+    shutil.move(str(run), str(moved))
+    monkeypatch.chdir(moved.parent)  # and open it from somewhere else, relatively
+    with ResultsStore(Path("kept-run")) as store:
+        recs = {r.config_key: r for r in store.candidates()}
+        monkeypatch.chdir("/")  # resolved at open: a later chdir changes nothing
+        assert recs["cwd-relative"].artifact_path == str(moved / "candidates" / "a.onnx")
+        assert recs["absolute"].artifact_path == str(moved / "candidates" / "b.onnx")
+        assert recs["outside"].artifact_path == str(outside)
+        assert recs["outside"].artifact_relpath == str(outside)
+        assert all(Path(r.artifact_path).is_file() for r in recs.values() if r.artifact_path)
+        assert recs["none"].artifact_path is None and recs["none"].artifact_relpath is None
+
+
+def _as_legacy_store(run_dir: Path, paths: dict[str, str]) -> None:
+    """Rewrite a store as an older hadmc left it: paths as given at search time (relative to
+    where the search started) and no marker of where run-dir relative paths begin."""
+    conn = sqlite3.connect(run_dir / DB_NAME)
+    for key, path in paths.items():
+        conn.execute("UPDATE candidates SET artifact_path = ? WHERE config_key = ?", (path, key))
+    conn.execute("DELETE FROM meta WHERE key = 'relative_artifacts_from_id'")
+    conn.commit()
+    conn.close()
+
+
+def test_legacy_cwd_relative_paths_still_resolve(tmp_path: Path) -> None:
+    start = tmp_path / "start"  # the directory the old search ran in
+    run = start / "outputs" / "run-1"
+    (run / "candidates").mkdir(parents=True)
+    (run / "candidates" / "a.onnx").write_bytes(b"a")
+    (start / "models").mkdir()
+    (start / "models" / "user.onnx").write_bytes(b"u")  # the user's own file, outside the run
+    with ResultsStore(run) as store:
+        for key in ("in-run", "user-file", "deleted"):
+            _add(store, key, run / "candidates" / "a.onnx")
+    _as_legacy_store(run, {"in-run": "outputs/run-1/candidates/a.onnx",
+                           "user-file": "models/user.onnx",
+                           "deleted": "outputs/run-1/candidates/gone.onnx"})  # fmt: skip
+
+    with ResultsStore(run) as store:  # in place: the run dir's name, then its parent chain
+        recs = {r.config_key: r for r in store.candidates()}
+        assert recs["in-run"].artifact_path == str(run / "candidates" / "a.onnx")
+        assert recs["in-run"].artifact_relpath == "candidates/a.onnx"
+        assert recs["user-file"].artifact_path == str(start / "models" / "user.onnx")
+        # A file that is gone resolves to where the current rule puts it (callers check).
+        assert recs["deleted"].artifact_path == str(run / "outputs/run-1/candidates/gone.onnx")
+        # Resuming a legacy run: new rows use the new rule, old rows keep their fallback.
+        _add(store, "new", run / "candidates" / "a.onnx")
+    assert _stored_paths(run)[-1] == "candidates/a.onnx"
+
+    renamed = tmp_path / "shared" / "renamed"  # moved and renamed: ever shorter tails
+    renamed.parent.mkdir()
+    shutil.move(str(run), str(renamed))
+    with ResultsStore(renamed) as store:
+        recs = {r.config_key: r for r in store.candidates()}
+        assert recs["in-run"].artifact_path == str(renamed / "candidates" / "a.onnx")
+        assert recs["new"].artifact_path == str(renamed / "candidates" / "a.onnx")
+
+
+def test_new_rows_never_use_the_legacy_fallback(tmp_path: Path) -> None:
+    # A current-form path whose file is gone must not latch onto a same-named file above
+    # the run directory (the fallback exists for old stores only).
+    (tmp_path / "candidates").mkdir()
+    (tmp_path / "candidates" / "a.onnx").write_bytes(b"unrelated")
+    run = tmp_path / "run"
+    with ResultsStore(run) as store:
+        _add(store, "k", run / "candidates" / "a.onnx")
+        assert store.get_by_key("k").artifact_path == str(run / "candidates" / "a.onnx")
+
+
+def test_update_metrics_merges_and_commits(tmp_path: Path) -> None:
+    with ResultsStore(tmp_path) as store:
+        _add(store, "k", None)
+        store.add_candidate(episode=1, config_key="bad", actions=ACTIONS, status="failed",
+                            error="build: boom")  # fmt: skip
+        rec = store.update_metrics(1, {"test_accuracy": 0.9, "test_accuracy_ci95": [0.88, 0.92]})
+        assert rec.metrics == {**METRICS, "test_accuracy": 0.9, "test_accuracy_ci95": [0.88, 0.92]}
+        with pytest.raises(KeyError):
+            store.update_metrics(99, {"test_accuracy": 0.9})
+        with pytest.raises(ValueError, match="failed"):
+            store.update_metrics(2, {"test_accuracy": 0.9})
+        with pytest.raises(ValueError):  # NaN is not JSON: rejected like at insertion
+            store.update_metrics(1, {"test_accuracy": float("nan")})
+    with ResultsStore(tmp_path) as again:
+        assert again.get(1).metrics["test_accuracy"] == 0.9
