@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from hadmc.data import load_digits_splits
+from hadmc.data import DIGITS_DATA_VERSION, load_digits_splits
 from hadmc.models import (
     DEMO_MODEL,
     DemoConfig,
@@ -75,16 +75,36 @@ def test_default_cache_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert default_cache_dir() == Path.home() / ".cache" / "hadmc"
 
 
+def test_demo_cache_key_tracks_the_data_splits() -> None:
+    cfg = DemoConfig(seed=0)
+    assert cfg.data_version == DIGITS_DATA_VERSION
+    # Weights cached under the key of the earlier, non-augmented splits (whose train split
+    # holds today's test sources) must never be found: the key has to differ.
+    assert cfg.key() != "mobilenetv2_small-cc9d6b1db3e9c981"
+    bumped = dataclasses.replace(cfg, data_version=cfg.data_version + 1)
+    assert bumped.key() != cfg.key() and bumped.key().startswith(f"{DEMO_MODEL}-")
+    assert DemoConfig(seed=1).key() != cfg.key()
+
+
 def test_demo_accuracy_and_cache(demo) -> None:
     model, data = demo
     assert data.input_shape == (1, 32, 32)
-    assert evaluate_accuracy(model, data.x_val, data.y_val) >= 0.97
-    assert evaluate_accuracy(model, data.x_test, data.y_test) >= 0.95
+    assert len(data.x_test) >= 2000  # the augmented, source-disjoint digits test split
+    val_acc = evaluate_accuracy(model, data.x_val, data.y_val)
+    test_acc = evaluate_accuracy(model, data.x_test, data.y_test)
+    # Measured 97.96% val / 96.93% test (98.7% on the test originals, 96.5% on the copies);
+    # a point of slack for other CPUs' kernels.
+    assert val_acc >= 0.96 and test_acc >= 0.95
     key = DemoConfig(seed=0).key()
     weights = default_cache_dir() / f"{key}.pt"
     assert weights.is_file()
     meta = json.loads(weights.with_suffix(".json").read_text())
-    assert meta["val_accuracy"] >= 0.97 and meta["model"] == DEMO_MODEL
+    assert meta["model"] == DEMO_MODEL and meta["data_version"] == DIGITS_DATA_VERSION
+    assert meta["val_accuracy"] == pytest.approx(val_acc, abs=1e-9)
+    assert meta["test_accuracy"] == pytest.approx(test_acc, abs=1e-9)
+    assert meta["split_sizes"] == {"train": 1898, "val": 540, "calib": 128, "test": 2250}
+    lo, hi = meta["test_accuracy_ci95"]
+    assert lo < test_acc < hi and hi - lo < 0.03  # 2,250 images: a tight interval
     again, _ = load_demo(progress=False)  # from the cache: same weights, no training
     a, b = model.state_dict(), again.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
