@@ -311,6 +311,9 @@ def build(run_dir: str | Path) -> dict[str, Any]:
             "failed": sum(c["status"] == "failed" for c in cands),
             "predicted": sum(c["measurement_kind"] == "predicted" for c in cands),
         },
+        # The search's surrogate: predicted-figure quality (label "predicted"), from
+        # surrogate.json when the search wrote one.
+        "surrogate": _surrogate(run_dir),
         "candidates": cands,
         "pareto_front": analysis["front"],
         "chosen": analysis["chosen"],
@@ -324,6 +327,18 @@ def build(run_dir: str | Path) -> dict[str, Any]:
             "measurement_sources": sources,
         },
     }
+
+
+def _surrogate(run_dir: Path) -> dict[str, Any] | None:
+    import json
+
+    path = run_dir / "surrogate.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def render(run_dir: str | Path) -> dict[str, Any]:

@@ -301,6 +301,26 @@ border-radius:6px}img{max-width:100%}details{margin:1em 0}summary{cursor:pointer
 """
 
 
+def _surrogate(report: Mapping[str, Any]) -> str:
+    """How good the predicted figures were (they only chose what to measure)."""
+    s = report.get("surrogate")
+    if not s:
+        return ""
+    rows = {
+        "latency MAPE, predicted before each measurement": _fmt(
+            s.get("latency_mape_prospective_pct"), ".1f") + " %",
+        "latency MAPE, leave-one-out": _fmt(s.get("latency_mape_loo_pct"), ".1f") + " %",
+        "accuracy proxy vs real artifact accuracy (Spearman rho)": _fmt(
+            s.get("proxy_spearman"), ".2f"),
+        "predictions scored": s.get("latency_predictions_scored"),
+    }  # fmt: skip
+    return (
+        "<h2>Surrogate (predicted figures)</h2><p class=\"note\">Predicted figures only ranked "
+        "proposals before the device; every number in the front and the chosen model is "
+        "measured.</p>" + _kv(rows, "-")
+    )
+
+
 def page(report: Mapping[str, Any], png: Mapping[str, bytes], interactive: str | None) -> str:
     """The whole page. ``interactive``: the plotly div (``host.report_interactive``) or None,
     in which case the static Pareto PNG stands in and the reason is shown."""
@@ -349,6 +369,7 @@ fastest first. ★ chosen model. Speedup and ratios are against the baseline bel
 <p class="note">Hypervolume {_fmt(hv.get("final"), ".4f")} over
 {html.escape(", ".join(hv.get("objectives", [])))}, reference point
 {html.escape(str(hv.get("reference_point")))} ({html.escape(hv.get("normalisation", ""))}).</p>
+{_surrogate(report)}
 <h2>Baseline (uncompressed, same device)</h2>{_baseline(report)}
 <h2>Device</h2>{_kv(report["device"], "No device information was stored.")}
 <h2>Plots</h2>

@@ -33,7 +33,7 @@ def summary(run: Any) -> dict[str, Any]:
         front.append(
             {
                 "id": rec.id,
-                "artifact": rec.artifact_path,
+                "artifact": rec.artifact_relpath,  # relative to the run directory
                 **e.objectives.to_dict(),
                 **_test_fields(m),
                 "speedup": run.baseline.latency_ms / e.objectives.latency_ms,
@@ -93,16 +93,19 @@ def summary(run: Any) -> dict[str, Any]:
 def finish(run: Any, summary: dict[str, Any]) -> None:
     from rich.console import Console
 
+    # Paths in summary.json are relative to the run directory, like report.json's, so a moved
+    # run directory stays valid; the terminal lines below print them joined to it.
     pareto_dir = run.run_dir / "pareto"
     for row in summary["front"]:
-        row["pareto_path"] = str(
-            copy_artifact(row["artifact"], pareto_dir / f"candidate-{row['id']}.{run.ext}")
-        )
+        src = run.store.artifact_file(int(row["id"]))
+        dest = copy_artifact(src, pareto_dir / f"candidate-{row['id']}.{run.ext}")
+        row["pareto_path"] = run.store.relative(dest)
     best = summary["best"]
     if best is not None:
-        rec = run.store.get(int(best["id"]))
-        assert rec is not None and rec.artifact_path
-        best["path"] = str(copy_artifact(rec.artifact_path, run.run_dir / f"best.{run.ext}"))
+        src = run.store.artifact_file(int(best["id"]))
+        assert src is not None
+        best["path"] = run.store.relative(copy_artifact(src, run.run_dir / f"best.{run.ext}"))
+    (run.run_dir / "surrogate.json").write_text(json.dumps(summary["surrogate"], indent=1))
     try:
         from host.report import render
 
@@ -127,7 +130,7 @@ def finish(run: Any, summary: dict[str, Any]) -> None:
             test = (f", test accuracy {100 * best['test_accuracy']:.2f} %"
                     f" [{100 * lo:.2f}, {100 * hi:.2f}]")  # fmt: skip
         out.print(
-            f"best under limits: {best['path']} (speedup {best['speedup']:.2f}x, "
+            f"best under limits: {run.run_dir / best['path']} (speedup {best['speedup']:.2f}x, "
             f"accuracy drop {best['accuracy_drop_points']:.2f} points on validation{test})"
         )
     elif not summary["front"]:

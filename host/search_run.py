@@ -235,6 +235,7 @@ class SearchRun:
             runtime=args.runtime,
             precisions=self.env.precisions,
             n_groups=len(self.groups),
+            archive=self.archive,
         )
         if args.strategy == "grid":
             s = self.surrogate

@@ -1,6 +1,6 @@
 """The Pareto-front table printed at the end of a search (rich): one row per front member, with
-speedup and accuracy drop against the run's baseline. (``host.report.front_table`` gives the
-report's rows, with reward and measurement source, for report.html.)"""
+speedup and accuracy drop against the run's baseline, and the held-out test accuracy with its
+95 % interval. (``host.report`` gives the report's rows, for report.html.)"""
 
 from __future__ import annotations
 
@@ -11,44 +11,38 @@ from rich.table import Table
 
 from hadmc.reward import Objectives
 
+COLUMNS = ("id", "val acc %", "drop pts", "test acc % [95% CI]", "p50 ms", "speedup", "size KB",
+           "mem MiB", "precision", "mean keep", "feasible")  # fmt: skip
+
+
+def _test_cell(row: dict[str, Any]) -> str:
+    if row.get("test_accuracy") is None:
+        return "-"
+    lo, hi = row["test_accuracy_ci95"]
+    return f"{100 * row['test_accuracy']:.2f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
 
 def search_front_table(summary: dict[str, Any], baseline: Objectives) -> Table:
     """Baseline row first, then the front by latency; speedups and drops against ``baseline``."""
     b = baseline
+    kind = "simulated" if summary.get("simulated") else "measured"
     table = Table(
-        title=f"Pareto front ({summary['measured']} measured, "
-        f"{summary['failed']} failed, HV {summary['hypervolume']:.3f})"
+        title=f"Pareto front ({summary['measured']} {kind}, {summary['failed']} failed, "
+        f"HV {summary['hypervolume']:.3f}; {summary.get('strategy', '')})"
     )
-    for col in (
-        "id",
-        "acc %",
-        "drop pts",
-        "p50 ms",
-        "speedup",
-        "size KB",
-        "mem MB",
-        "precision",
-        "mean keep",
-        "feasible",
-    ):
+    for col in COLUMNS:
         table.add_column(col, justify="right")
     table.add_row(
-        "base",
-        f"{100 * b.accuracy:.2f}",
-        "0.00",
-        f"{b.latency_ms:.3f}",
-        "1.00",
-        f"{b.size_bytes / 1024:.1f}",
-        f"{b.memory_mb:.1f}",
-        "fp32",
-        "1.00",
-        "",
-    )
+        "base", f"{100 * b.accuracy:.2f}", "0.00", _test_cell(summary.get("baseline", {})),
+        f"{b.latency_ms:.3f}", "1.00", f"{b.size_bytes / 1024:.1f}", f"{b.memory_mb:.1f}",
+        "fp32", "1.00", "",
+    )  # fmt: skip
     for r in summary["front"]:
         table.add_row(
             str(r["id"]),
             f"{100 * r['accuracy']:.2f}",
             f"{100 * (b.accuracy - r['accuracy']):.2f}",
+            _test_cell(r),
             f"{r['latency_ms']:.3f}",
             f"{b.latency_ms / r['latency_ms']:.2f}",
             f"{r['size_bytes'] / 1024:.1f}",

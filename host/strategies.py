@@ -80,6 +80,9 @@ class StrategyContext:
     precisions: tuple[str, ...] = ("fp32", "int8")
     n_groups: int = 0
     observed_real: int = 0
+    # The real archive, for selection by predicted hypervolume gain (``_rank``); None in
+    # unit tests that rank by reward alone.
+    archive: Any = None
 
 
 class Strategy:
@@ -128,10 +131,51 @@ class Strategy:
                 continue
             scored.append(p)
         scored.sort(key=lambda p: -p.predicted.reward)  # type: ignore[union-attr]
-        return scored[:k]
+        if self.ctx.archive is None or len(scored) <= 1:
+            return scored[:k]
+        return _pick_for_front(scored, k, self.ctx.archive)
 
 
 LIMIT_MARGIN = 1.25  # predicted latency > 1.25 x the limit: certain to break it
+
+
+def _pick_for_front(scored: list[Proposal], k: int, archive: Any) -> list[Proposal]:
+    """The best predicted reward first (what the user's chosen model needs), then greedily the
+    proposal whose *predicted* objectives add the most hypervolume to the real front plus the
+    picks so far (a greedy, expectation-free EHVI). Why: the scalar reward focuses on one
+    trade-off (the fastest model within the accuracy limit); the front, and a user who relaxes
+    the limit later, need the rest of the trade-off curve too. Predictions are only used to
+    choose what to measure; they never enter the archive."""
+    import moocore
+
+    ref = archive.reference_point
+    floor = archive.min_accuracy
+    front = [archive.normalised(e.objectives) for e in archive.front()]
+
+    def point(p: Proposal) -> list[float] | None:
+        obj = p.predicted.objectives  # type: ignore[union-attr]
+        if obj.accuracy <= floor:
+            return None
+        x = archive.normalised(obj)
+        return x if all(a < r for a, r in zip(x, ref, strict=True)) else None
+
+    def hv(points: list[list[float]]) -> float:
+        return float(moocore.hypervolume(np.asarray(points), ref=ref)) if points else 0.0
+
+    picks = [scored[0]]
+    chosen = [*front, *([point(scored[0])] if point(scored[0]) else [])]
+    rest = scored[1:]
+    while len(picks) < k and rest:
+        base = hv(chosen)
+        gains = [(hv([*chosen, x]) - base) if (x := point(p)) else -1.0 for p in rest]
+        i = int(np.argmax(gains))
+        if gains[i] <= 0:  # nothing adds predicted volume: fall back to predicted reward
+            i = 0
+        p = rest.pop(i)
+        picks.append(p)
+        if (x := point(p)) is not None:
+            chosen.append(x)
+    return picks
 
 
 class GridStrategy(Strategy):

@@ -47,6 +47,8 @@ def user_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         y_train=data.y_train,
         x_val=data.x_val,
         y_val=data.y_val,
+        x_test=data.x_test,
+        y_test=data.y_test,
     )
     return d / "model.pt", d / "data.npz"
 
@@ -59,6 +61,7 @@ def _args(user_files: tuple[Path, Path], out: Path, *extra: str) -> argparse.Nam
         [
             "--model", str(model), "--data", str(data), "--out", str(out),
             "--episodes", "3", "--episodes-per-update", "2", "--finetune-steps", "2",
+            "--max-accuracy-drop", "none",
             "--measure-runs", "5", "--measure-seconds", "0.05", "--warmup-seconds", "0",
             *extra,
         ]
@@ -86,7 +89,12 @@ def _check_outputs(out: Path, n_episodes: int) -> list:
     working = {r.id for r in measured if r.metrics["accuracy"] > floor}
     front = {f["id"] for f in summary["front"]}
     assert front <= working and bool(front) == bool(working)
-    assert all(Path(f["pareto_path"]).is_file() for f in summary["front"])
+    # summary.json paths are relative to the run directory (it can be moved).
+    assert all((out / f["pareto_path"]).is_file() for f in summary["front"])
+    assert all((out / f["artifact"]).is_file() for f in summary["front"])
+    for f in summary["front"]:  # held-out truth beside the validation accuracy
+        lo, hi = f["test_accuracy_ci95"]
+        assert 0.0 <= lo <= f["test_accuracy"] <= hi <= 1.0 and f["test_n"] > 0
     # No limits were set, so a model is chosen exactly when the front has one.
     assert (summary["best"] is None) == (not front)
     assert (out / "best.onnx").is_file() == bool(front)
@@ -101,9 +109,14 @@ def test_search_local_agent_end_to_end(
     assert run_search(_args(user_files, out, "--json"), {"quiet": True}) == 0
     rows = _check_outputs(out, 3)
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    # With this budget the first PPO proposal keeps ~51 % against the 90 % baseline (the
-    # random proposals of the sim test all collapse): the front and best.onnx path is exercised.
+    # ppo+surrogate measures its design set first: uniform int8 at keep 1.0 keeps the
+    # baseline's accuracy, so the front and best.onnx path is exercised.
+    assert summary["strategy"] == "ppo+surrogate"
+    assert [r.actions["pruning"][0] for r in rows] == [1.0, 0.7, 0.5]
     assert summary["front"] and summary["best"]
+    assert summary["best"]["test_accuracy"] is not None
+    # Every candidate carries the surrogate's prediction, made before it was measured.
+    assert all(r.metrics["predicted"]["predicted"] is True for r in rows)
     assert summary["measured"] == sum(r.status == "measured" for r in rows)
     assert rows[0].metrics["source"] == "device"
     # A real int8 choice shows up as an int8/mixed artifact that is smaller than fp32.
@@ -130,6 +143,23 @@ def test_search_simulated_device(
         assert "no working model" in seen.out
 
 
+@pytest.mark.parametrize("strategy", ["grid", "optuna"])
+def test_baseline_strategies_share_the_pipeline_and_budget(
+    user_files: tuple[Path, Path], tmp_path: Path, strategy: str
+) -> None:
+    out = tmp_path / "run"
+    args = _args(user_files, out, "--device", "sim:raspberry-pi-4", "--strategy", strategy)
+    assert run_search(args, {"quiet": True}) == 0
+    rows = _check_outputs(out, 3)
+    assert len(rows) == 3  # the budget: three real candidates, whatever proposes them
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["strategy"] == strategy and summary["simulated"] is True
+    if strategy == "grid":  # uniform configurations, never the baseline itself
+        for r in rows:
+            keep, prec = set(r.actions["pruning"]), set(r.actions["quantization"])
+            assert len(keep) == 1 and len(prec) == 1 and (keep, prec) != ({1.0}, {"fp32"})
+
+
 class _Killed(BaseException):
     """Stands for SIGKILL: nothing after the raise point runs (no checkpoint, no cleanup)."""
 
@@ -142,21 +172,23 @@ def test_killed_run_resumes_without_measuring_twice(
 
     def kill_after_3(rec) -> None:
         first.append(rec.id)
-        if len(first) == 3:  # after the first PPO update (2 episodes): one checkpoint exists
+        if len(first) == 3:  # in the second round (2 per round): one checkpoint exists
             raise _Killed
 
+    # The plain PPO loop (no surrogate): its proposals come from the policy and its updates.
+    extra = ("--episodes", "4", "--surrogate", "off")
     with pytest.raises(_Killed):
-        run_search(
-            _args(user_files, out, "--episodes", "4"), {"quiet": True, "on_measured": kill_after_3}
-        )
+        run_search(_args(user_files, out, *extra), {"quiet": True, "on_measured": kill_after_3})
     with ResultsStore(out) as store:
         kept = {r.config_key for r in store.candidates()}
     assert len(kept) >= 3
     ckpt = json.loads((out / "checkpoint" / "state.json").read_text())
-    assert ckpt["episodes_done"] == 2
+    assert ckpt["measurements_total"] == 2 and ckpt["strategy"] == "ppo"
 
     second: list[int] = []
-    resume = argparse.Namespace(**{**vars(_args(user_files, out)), "resume": str(out), "out": None})
+    resume = argparse.Namespace(
+        **{**vars(_args(user_files, out, *extra)), "resume": str(out), "out": None}
+    )
     assert run_search(resume, {"quiet": True, "on_measured": lambda r: second.append(r.id)}) == 0
     with ResultsStore(out) as store:
         rows = store.candidates()
@@ -166,7 +198,8 @@ def test_killed_run_resumes_without_measuring_twice(
     # No candidate measured twice: each device measurement made exactly one stored row.
     assert len(first) + len(second) == sum(r.status == "measured" for r in rows)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["cache_hits"] >= 1  # the episodes after the checkpoint were replayed
+    assert summary["cache_hits"] >= 3  # the killed run's candidates were replayed, not re-measured
+    assert summary["measured"] == 4
 
 
 def test_agent_killed_during_search_is_recorded_and_run_finishes(

@@ -139,3 +139,28 @@ def test_ppo_inner_loop_raises_the_predicted_reward_of_its_proposals(parts) -> N
     # Real outcomes train the policy on their own trajectories (one update per round).
     strat.observe([(p, EvalOutcome("measured", 0.5)) for p in props])
     assert strat.real_updates == 1 and len(agent.buffer) == 0
+
+
+def test_selection_takes_the_best_reward_then_what_adds_most_front() -> None:
+    from hadmc.pareto import ParetoArchive
+    from hadmc.surrogate.model import Prediction
+    from host.strategies import Proposal, _pick_for_front
+
+    base = Objectives(0.95, 2.0, 30.0, None, 8_000_000, 0)
+    archive = ParetoArchive(base)
+    archive.add(1, Objectives(0.94, 1.0, 30.0, None, 4_000_000, 4_000_000))
+
+    def prop(acc: float, lat: float, reward: float) -> Proposal:
+        obj = Objectives(acc, lat, 30.0, None, int(8e6 * lat / 2), int(8e6 * lat / 2))
+        return Proposal(JointAction.uniform(2, 1.0, "int8"), predicted=Prediction(obj, reward,
+                        None, True))  # fmt: skip
+
+    best = prop(0.945, 0.9, 1.2)  # the best predicted reward: near the existing member
+    twin = prop(0.944, 0.9, 1.19)  # almost the same point: adds almost nothing
+    far = prop(0.80, 0.3, 0.5)  # a much faster trade-off: adds the most volume
+    dead = prop(0.30, 0.1, 2.0)  # predicted collapsed: adds nothing
+    picks = _pick_for_front([dead, best, twin, far], 3, archive)
+    assert picks[0] is dead  # first: best predicted reward, as ranked (the caller sorts)
+    assert picks[1] is far and picks[2] in (best, twin)
+    picks = _pick_for_front([best, twin, far], 2, archive)
+    assert picks == [best, far]
