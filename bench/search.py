@@ -161,17 +161,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None, help="as hadmc-host search --device (default local)")
     p.add_argument("--work-dir", type=Path, default=ROOT / "outputs" / "bench-search")
     p.add_argument("--results-dir", type=Path, default=RESULTS)
+    p.add_argument("--from-partial", type=Path, default=None, metavar="JSON",
+                   help="score the runs of a stopped bench (search.partial.json) and exit")
     cfg = p.parse_args(argv)
     strategies = [s for s in cfg.strategies.split(",") if s]
+    if cfg.from_partial:
+        runs = json.loads(cfg.from_partial.read_text())
+        done = {r["bench_strategy"] for r in runs}
+        cfg.seeds = len({r["seed"] for r in runs})
+        return report(runs, [s for s in strategies if s in done], cfg)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     runs: list[dict] = []
+    partial = cfg.results_dir / "search.partial.json"
+    cfg.results_dir.mkdir(parents=True, exist_ok=True)
     for seed in range(cfg.seeds):
         for strategy in strategies:  # interleaved, so machine drift hits every strategy alike
             s = run_one(strategy, seed, cfg, cfg.work_dir / f"{stamp}-{strategy}-s{seed}")
             s["bench_strategy"], s["seed"] = strategy, seed
             runs.append(s)
+            partial.write_text(json.dumps(runs, default=str))  # a stopped bench keeps its runs
             print(f"{strategy:17s} seed {seed}: {s['measured']} measured, HV {s['hypervolume']:.3f},"
                   f" {s['wall_s']:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
+    return report(runs, strategies, cfg)
+
+
+def report(runs: list[dict], strategies: list[str], cfg: argparse.Namespace) -> int:
+    """Score ``runs`` (summaries of finished searches) and write search.json / search.png."""
     common = dict(runs[0]["baseline"])
     for key in ("latency_ms", "memory_mb"):
         common[key] = float(np.median([r["baseline"][key] for r in runs]))

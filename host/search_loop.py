@@ -49,7 +49,10 @@ def run_loop(run: Any) -> None:
             if proposals >= MAX_PROPOSALS_PER_BUDGET * run.budget:
                 run.stop_reason = "the strategy proposed only candidates already measured"
                 break
-            batch = run.strategy.propose(min(run.batch, run.budget - run.store.count()))
+            # Always a full round, even near the budget: the round size must not depend on the
+            # store's count, or a resumed run (which starts with a fuller store) would not
+            # replay the same proposals. Proposals past the budget are never evaluated.
+            batch = run.strategy.propose(run.batch)
             if not batch:
                 run.stop_reason = f"{run.strategy_label} has no untried proposal left"
                 break
