@@ -165,6 +165,19 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     a("--json", action="store_true", help="print a JSON summary on stdout (table goes to stderr)")
 
 
+# What --resume may change: where it measures and how long it runs (--token and --host-threads
+# are never saved). Everything else shapes the candidates and must stay as the run began.
+RESUME_OVERRIDES = ("device", "episodes")
+# Exit codes (also in --help and the README).
+EXIT_OK, EXIT_DEVICE, EXIT_USAGE, EXIT_NO_MODEL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _defaults() -> dict[str, Any]:
+    parser = argparse.ArgumentParser()
+    add_search_arguments(parser)
+    return vars(parser.parse_args([]))
+
+
 def _fail(msg: str) -> int:
     print(f"hadmc-host search: error: {msg}", file=sys.stderr)
     return 2
@@ -177,8 +190,25 @@ def _resolve_args(args: argparse.Namespace) -> tuple[argparse.Namespace, Path, b
         if not cfg_path.is_file():
             raise ValueError(f"--resume {run_dir}: no run_config.json there")
         saved = json.loads(cfg_path.read_text())
-        for k in _RESUMABLE:  # a run saved before a flag existed keeps today's default
-            setattr(args, k, saved.get(k, getattr(args, k, None)))
+        defaults = _defaults()
+        refused = []
+        for k in _RESUMABLE:
+            given = getattr(args, k, None)
+            old = saved.get(k, defaults.get(k))  # a run saved before a flag existed: default
+            if k in RESUME_OVERRIDES and given != defaults.get(k) and given is not None:
+                continue  # the user's --device / --episodes win over the saved run
+            if given != defaults.get(k) and given != old:
+                refused.append(f"--{k.replace('_', '-')}")
+            setattr(args, k, old)
+        if refused:
+            raise ValueError(
+                f"--resume {run_dir}: {', '.join(refused)} cannot change on resume (only "
+                "--device, --token, --host-threads and --episodes can); start a new --out instead"
+            )
+        if args.episodes < 1:
+            raise ValueError("--episodes must be >= 1")
+        saved.update({k: getattr(args, k) for k in RESUME_OVERRIDES})
+        cfg_path.write_text(json.dumps(saved, indent=2))
         return args, run_dir, True
     for name in ("threads", "episodes", "episodes_per_update", "measure_runs"):
         if getattr(args, name) < 1:
@@ -241,9 +271,22 @@ def run_search(args: argparse.Namespace, hooks: dict[str, Any] | None = None) ->
             return _fail(str(exc))
         except DeviceError as exc:
             return _fail(f"baseline measurement failed on {device.name}: {exc}")
-        summary = run.run()
+        if resumed and not hooks.get("quiet"):
+            print(f"resuming: {run.store.count()} candidates restored from {run_dir}",
+                  file=sys.stderr)  # fmt: skip
+        try:
+            summary = run.run()
+        except KeyboardInterrupt:
+            print(f"hadmc-host: interrupted; resume with: hadmc-host search --resume {run_dir}",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_INTERRUPTED
+        failed = run.store.candidates("failed") if not summary["measured"] else []
         run.finish(summary)
-        return 0
+        if failed:
+            print(f"hadmc-host search: every candidate failed; the first: {failed[0].error}",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_NO_MODEL
+        return EXIT_OK if summary["best"] is not None else EXIT_NO_MODEL
     finally:
         device.close()
         if run is not None and run.evaluator.device is not device:

@@ -90,6 +90,31 @@ def summary(run: Any) -> dict[str, Any]:
     return out
 
 
+def _closest(run: Any, summary: dict[str, Any]) -> str:
+    """The limits and the front member nearest to meeting them (smallest summed violation)."""
+    from hadmc.reward import Objectives, limit_violations
+
+    lim = run.limits
+    parts = [f"max accuracy drop {lim.max_accuracy_drop:g} points"] if lim.max_accuracy_drop \
+        is not None else []  # fmt: skip
+    if lim.max_latency_ms is not None:
+        parts.append(f"max latency {lim.max_latency_ms:g} ms")
+    if lim.max_memory_mb is not None:
+        parts.append(f"max memory {lim.max_memory_mb:g} MiB")
+
+    def excess(row: dict[str, Any]) -> float:
+        return sum(limit_violations(Objectives.from_dict(row), run.baseline, lim).values())
+
+    c = min(summary["front"], key=excess)
+    drop = 100 * (run.baseline.accuracy - c["accuracy"])
+    return (
+        f"no front member meets the limits ({', '.join(parts)}); closest: candidate {c['id']}, "
+        f"{c['latency_ms']:.3f} ms, {drop:.2f} points drop, {c['memory_mb']:.1f} MiB "
+        "(results.sqlite has every candidate; relax a limit, or raise --episodes / "
+        "--finetune-steps)"
+    )
+
+
 def finish(run: Any, summary: dict[str, Any]) -> None:
     from rich.console import Console
 
@@ -129,8 +154,10 @@ def finish(run: Any, summary: dict[str, Any]) -> None:
             lo, hi = best["test_accuracy_ci95"]
             test = (f", test accuracy {100 * best['test_accuracy']:.2f} %"
                     f" [{100 * lo:.2f}, {100 * hi:.2f}]")  # fmt: skip
+        rule = "best under limits" if any(v is not None for v in summary["limits"].values()) \
+            else "best by reward"  # fmt: skip
         out.print(
-            f"best under limits: {run.run_dir / best['path']} (speedup {best['speedup']:.2f}x, "
+            f"{rule}: {run.run_dir / best['path']} (speedup {best['speedup']:.2f}x, "
             f"accuracy drop {best['accuracy_drop_points']:.2f} points on validation{test})"
         )
     elif not summary["front"]:
@@ -139,7 +166,7 @@ def finish(run: Any, summary: dict[str, Any]) -> None:
             " or less (all are in results.sqlite); try more --finetune-steps or --episodes"
         )
     else:
-        out.print("no front member satisfies the limits")
+        out.print(_closest(run, summary))
     if run.args.json:
         print(json.dumps(summary, default=str))
     run.store.close()

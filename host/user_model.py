@@ -8,12 +8,50 @@ called with no arguments and must return an ``nn.Module``.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import logging
+import os
+import sys
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class UserModelError(ValueError):
     """The model or data argument cannot be used; the message says why."""
+
+
+def _import(module_name: str, spec: str) -> Any:
+    """``pkg.module`` as ``python -m`` users expect (the working directory is importable), or a
+    ``path/to/file.py``. Import errors and errors inside the module become one line."""
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise UserModelError(f"--model {spec}: file not found: {path}")
+            loader_spec = importlib.util.spec_from_file_location(path.stem, path)
+            if loader_spec is None or loader_spec.loader is None:
+                raise UserModelError(f"--model {spec}: cannot load {path}")
+            module = importlib.util.module_from_spec(loader_spec)
+            loader_spec.loader.exec_module(module)
+            return module
+        if "" not in sys.path and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())  # as `python -m` does
+        return importlib.import_module(module_name)
+    except UserModelError:
+        raise
+    except ImportError as exc:
+        raise UserModelError(
+            f"cannot import {module_name!r} for --model {spec}: {exc} (the module must be on "
+            "PYTHONPATH or in the working directory; or pass path/to/file.py:factory)"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - SyntaxError etc. in the user's module
+        log.debug("importing %s failed", module_name, exc_info=True)
+        raise UserModelError(
+            f"--model {spec}: importing {module_name} raised {type(exc).__name__}: {exc} "
+            "(--log-level DEBUG for the traceback)"
+        ) from exc
 
 
 def load_user_model(spec: str) -> Any:
@@ -37,15 +75,19 @@ def load_user_model(spec: str) -> Any:
         return obj.eval()
     if ":" not in spec:
         raise UserModelError(f"--model {spec!r}: expected pkg.module:factory or a .pt/.pth file")
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UserModelError(f"cannot import {module_name!r}: {exc}") from exc
+    module_name, _, attr = spec.rpartition(":")
+    module = _import(module_name, spec)
     factory = getattr(module, attr, None)
     if factory is None or not callable(factory):
         raise UserModelError(f"{module_name!r} has no callable {attr!r}")
-    obj = factory()
+    try:
+        obj = factory()
+    except Exception as exc:  # noqa: BLE001 - the user's code: one line, traceback on DEBUG
+        log.debug("--model %s raised", spec, exc_info=True)
+        raise UserModelError(
+            f"--model {spec} raised {type(exc).__name__}: {exc} (--log-level DEBUG for the "
+            "traceback)"
+        ) from exc
     if not isinstance(obj, nn.Module):
         raise UserModelError(f"{spec} returned a {type(obj).__name__}, not an nn.Module")
     return obj.eval()
@@ -68,4 +110,37 @@ def load_model_and_data(
     if not Path(data_path).is_file():
         raise UserModelError(f"data file not found: {data_path}")
     data = load_npz(data_path, seed=seed)
-    return load_user_model(model_spec), data, model_spec
+    model = load_user_model(model_spec)
+    check_model_fits_data(model, data)
+    return model, data, model_spec
+
+
+def check_model_fits_data(model: Any, data: Any) -> None:
+    """One forward pass on one training image, before anything is pruned or exported: the
+    channels fit the first layer and every label fits the model's outputs."""
+    import torch
+
+    x = torch.as_tensor(data.x_train[:1])
+    try:
+        with torch.no_grad():
+            out = model.eval()(x)
+    except Exception as exc:  # noqa: BLE001 - a shape mismatch comes as many types
+        first = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+        if first is not None and first.in_channels != x.shape[1]:
+            raise UserModelError(
+                f"the data has {x.shape[1]} channels but the model's first layer takes "
+                f"{first.in_channels}"
+            ) from exc
+        raise UserModelError(
+            f"the model cannot run on the data's images {tuple(x.shape[1:])}: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
+    n_out = int(out.shape[-1])
+    labels = [data.y_train, data.y_val] + [getattr(data, "y_test", None)]
+    top = max(int(y.max()) for y in labels if y is not None and len(y))
+    low = min(int(y.min()) for y in labels if y is not None and len(y))
+    if top >= n_out or low < 0:
+        raise UserModelError(
+            f"labels run from {low} to {top} but the model has {n_out} outputs "
+            f"(labels must be 0..{n_out - 1})"
+        )
