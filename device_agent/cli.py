@@ -88,6 +88,17 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from device_agent.worker import FAULT_ENV
+
+    if os.environ.get(FAULT_ENV) == "1" and args.host not in LOOPBACK:
+        # The fault hooks (fault:crash / fault:hang) exist for the test suite only: an agent
+        # reachable from another machine must never let a client crash or hang it at will.
+        print(
+            f"hadmc-device: refusing to bind {args.host} with ${FAULT_ENV}=1 (test-only fault "
+            "injection); unset it, or bind 127.0.0.1",
+            file=sys.stderr,
+        )
+        return 2
     if (args.tls_cert is None) != (args.tls_key is None):
         print("hadmc-device: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2

@@ -28,7 +28,7 @@ from hadmc.hal import (
     Measurement,
     MeasureOptions,
 )
-from host.devices import device_info_to_dict, provenance_to_dict
+from host.wire import _opt, device_info_to_dict, provenance_to_dict
 from protos import AUTH_METADATA_KEY, ERROR_TRAILER_KEY
 from protos import hadmc_device_pb2 as pb
 from protos import hadmc_device_pb2_grpc as pb_grpc
@@ -365,10 +365,6 @@ class RemoteDevice(Device):
             upload_bytes=sent,
             provenance=prov,
         )
-
-
-def _opt(msg: Any, field: str) -> float | None:
-    return getattr(msg, field) if msg.HasField(field) else None
 
 
 def _validate(artifact: ArtifactSpec) -> tuple[int, int, list[pb.TensorSpec]]:

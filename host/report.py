@@ -26,16 +26,11 @@ from typing import Any
 
 from hadmc.pareto import ParetoArchive
 from hadmc.reward import Limits, Objectives
+from host.report_rows import FRONT_COLUMNS, front_table  # noqa: F401 - public names
 from host.store import ResultsStore
 
 REPORT_SCHEMA_VERSION = 2
 PLOTS = ("pareto", "hypervolume", "reward", "actions")
-FRONT_COLUMNS = (
-    "id", "accuracy_%", "accuracy_drop_pts", "latency_ms_p50", "speedup_x", "peak_memory_mb",
-    "size_kb", "energy_mj", "update_kb", "reward", "source", "artifact",
-)  # fmt: skip
-
-
 def _objectives(d: Mapping[str, Any] | None) -> Objectives | None:
     """Objectives from either an objectives dict or a metrics dict; None when incomplete."""
     if not d:
@@ -239,34 +234,6 @@ def _analyse(
             "best_path": _best_copy(run_dir, c["artifact_path"]),
         }
     return {"front": front, "chosen": chosen, "hv": hv}
-
-
-def _fmt(v: Any, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
-
-
-def front_table(report: Mapping[str, Any], which: str = "pareto_front") -> list[dict[str, str]]:
-    """Rows (dicts keyed by ``FRONT_COLUMNS``) for printing the Pareto front, e.g. with rich:
-    ``t = Table(*FRONT_COLUMNS); [t.add_row(*r.values()) for r in front_table(report)]``.
-    Sorted by latency (fastest first), which reads as the accuracy/latency trade-off."""
-    rows = []
-    for f in sorted(report[which], key=lambda f: f["objectives"]["latency_ms"]):
-        o, vs = f["objectives"], f.get("versus_baseline") or {}
-        rows.append({
-            "id": str(f["id"]),
-            "accuracy_%": _fmt(100 * o["accuracy"], ".2f"),
-            "accuracy_drop_pts": _fmt(vs.get("accuracy_drop_points"), ".2f"),
-            "latency_ms_p50": _fmt(o["latency_ms"], ".3f"),
-            "speedup_x": _fmt(vs.get("speedup"), ".2f"),
-            "peak_memory_mb": _fmt(o["memory_mb"], ".1f"),
-            "size_kb": _fmt(o["size_bytes"] / 1024, ".1f"),
-            "energy_mj": _fmt(o["energy_mj"], ".3f"),
-            "update_kb": _fmt(o["update_bytes"] / 1024, ".1f"),
-            "reward": _fmt(f.get("reward"), ".4f"),
-            "source": str(f.get("measurement_kind") or f.get("measurement_source", "unknown")),
-            "artifact": str(f.get("pareto_path") or f.get("artifact_path") or "-"),
-        })  # fmt: skip
-    return rows
 
 
 def build(run_dir: str | Path) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from host.report import front_table
+from host.report_rows import front_table
 
 
 class Raw(str):

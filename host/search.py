@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hadmc.hal import DeviceError, MeasureOptions
+from hadmc.hal import DeviceError
 
 # Sized so that `hadmc-host search` with no arguments finishes in about 10 minutes on 2 cores,
 # demo training included (docs/results.md has the measured breakdown): one candidate costs
@@ -291,14 +291,3 @@ def run_search(args: argparse.Namespace, hooks: dict[str, Any] | None = None) ->
         device.close()
         if run is not None and run.evaluator.device is not device:
             run.evaluator.device.close()  # a local agent restarted during the search
-
-
-def measure_options(args: argparse.Namespace) -> MeasureOptions:
-    return MeasureOptions(
-        threads=args.threads,
-        warmup_runs=10,
-        warmup_min_seconds=args.warmup_seconds,
-        min_runs=args.measure_runs,
-        min_seconds=args.measure_seconds,
-        max_seconds=max(10.0, 2 * args.measure_seconds),
-    )

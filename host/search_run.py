@@ -21,7 +21,7 @@ from hadmc.chunking import chunk_file
 from hadmc.compress.distill import teacher_logits_for
 from hadmc.compress.pruning import find_layer_groups
 from hadmc.env import DISTILLATION_INIT_RAW, CompressionEnv, EvalOutcome
-from hadmc.hal import Device
+from hadmc.hal import Device, MeasureOptions
 from hadmc.pareto import ParetoArchive
 from hadmc.reward import Limits, Objectives, RewardConfig
 from hadmc.state import HardwareFeatures, StateEncoder
@@ -60,8 +60,6 @@ class SearchRun:
         import os
 
         import torch
-
-        from host.search import measure_options
 
         host_threads = getattr(args, "host_threads", None) or os.cpu_count() or 1
         torch.set_num_threads(max(1, int(host_threads)))
@@ -286,3 +284,15 @@ class SearchRun:
         from host.search_outputs import finish
 
         finish(self, summary)
+
+
+def measure_options(args: argparse.Namespace) -> MeasureOptions:
+    """The measurement window of ``--measure-runs/--measure-seconds/--warmup-seconds``."""
+    return MeasureOptions(
+        threads=args.threads,
+        warmup_runs=10,
+        warmup_min_seconds=args.warmup_seconds,
+        min_runs=args.measure_runs,
+        min_seconds=args.measure_seconds,
+        max_seconds=max(10.0, 2 * args.measure_seconds),
+    )

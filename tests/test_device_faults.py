@@ -54,3 +54,13 @@ def test_hook_is_inert_without_env(tmp_path) -> None:  # noqa: ANN001
         assert a.stub().Profile(profile_request(manifest)).latency.n >= 10
     finally:
         a.stop()
+
+
+def test_fault_switch_is_refused_on_a_non_loopback_bind(monkeypatch, capsys) -> None:  # noqa: ANN001
+    from device_agent.cli import main
+    from device_agent.worker import FAULT_ENV
+
+    monkeypatch.setenv(FAULT_ENV, "1")
+    assert main(["--host", "0.0.0.0", "--token", "t", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert FAULT_ENV in err and "refusing to bind 0.0.0.0" in err
