@@ -16,7 +16,6 @@ continues where the killed run stopped; nothing is lost and no candidate is meas
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hadmc.hal import DeviceError
+from host.search_config import SearchConfig
 
 # Sized so that `hadmc-host search` with no arguments finishes in about 10 minutes on 2 cores,
 # demo training included (docs/results.md has the measured breakdown): one candidate costs
@@ -172,10 +172,10 @@ RESUME_OVERRIDES = ("device", "episodes")
 EXIT_OK, EXIT_DEVICE, EXIT_USAGE, EXIT_NO_MODEL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-def _defaults() -> dict[str, Any]:
+def _defaults() -> SearchConfig:
     parser = argparse.ArgumentParser()
     add_search_arguments(parser)
-    return vars(parser.parse_args([]))
+    return SearchConfig.from_args(parser.parse_args([]))
 
 
 def _fail(msg: str) -> int:
@@ -183,59 +183,57 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def _resolve_args(args: argparse.Namespace) -> tuple[argparse.Namespace, Path, bool]:
-    if args.resume:
-        run_dir = Path(args.resume)
-        cfg_path = run_dir / "run_config.json"
-        if not cfg_path.is_file():
-            raise ValueError(f"--resume {run_dir}: no run_config.json there")
-        saved = json.loads(cfg_path.read_text())
-        defaults = _defaults()
-        refused = []
-        for k in _RESUMABLE:
-            given = getattr(args, k, None)
-            old = saved.get(k, defaults.get(k))  # a run saved before a flag existed: default
-            if k in RESUME_OVERRIDES and given != defaults.get(k) and given is not None:
-                continue  # the user's --device / --episodes win over the saved run
-            if given != defaults.get(k) and given != old:
-                refused.append(f"--{k.replace('_', '-')}")
-            setattr(args, k, old)
-        if refused:
-            raise ValueError(
-                f"--resume {run_dir}: {', '.join(refused)} cannot change on resume (only "
-                "--device, --token, --host-threads and --episodes can); start a new --out instead"
-            )
-        if args.episodes < 1:
-            raise ValueError("--episodes must be >= 1")
-        saved.update({k: getattr(args, k) for k in RESUME_OVERRIDES})
-        cfg_path.write_text(json.dumps(saved, indent=2))
-        return args, run_dir, True
-    for name in ("threads", "episodes", "episodes_per_update", "measure_runs"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
-    if args.finetune_steps < 0:
-        raise ValueError("--finetune-steps must be >= 0")
-    if args.host_threads is not None and args.host_threads < 1:
-        raise ValueError("--host-threads must be >= 1")
-    if args.measure_seconds <= 0 or args.warmup_seconds < 0:
-        raise ValueError("--measure-seconds must be > 0 and --warmup-seconds >= 0")
-    from hadmc.reward import Limits
+def _resume(cfg: SearchConfig) -> tuple[SearchConfig, Path]:
+    """The saved run's configuration, with the flags a resume may change applied."""
+    run_dir = Path(cfg.resume or "")
+    cfg_path = run_dir / "run_config.json"
+    if not cfg_path.is_file():
+        raise ValueError(f"--resume {run_dir}: no run_config.json there")
+    saved = SearchConfig.from_json(cfg_path.read_text())  # older files: today's defaults
+    defaults = _defaults()
+    given = {k: getattr(cfg, k) for k in _RESUMABLE if getattr(cfg, k) != getattr(defaults, k)}
+    refused = [k for k, v in given.items() if k not in RESUME_OVERRIDES and v != getattr(saved, k)]
+    if refused:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in refused)
+        raise ValueError(
+            f"--resume {run_dir}: {flags} cannot change on resume (only --device, --token, "
+            "--host-threads and --episodes can); start a new --out instead"
+        )
+    overrides = {k: v for k, v in given.items() if k in RESUME_OVERRIDES}
+    resumed = saved.replace(token=cfg.token, host_threads=cfg.host_threads, json=cfg.json,
+                            resume=cfg.resume, out=str(run_dir), **overrides)  # fmt: skip
+    if resumed.episodes < 1:
+        raise ValueError("--episodes must be >= 1")
+    cfg_path.write_text(resumed.to_json())
+    return resumed, run_dir
 
-    Limits(args.max_latency_ms, args.max_accuracy_drop, args.max_memory_mb)  # validates
-    run_dir = Path(args.out or f"outputs/run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+
+def _resolve_args(args: argparse.Namespace) -> tuple[SearchConfig, Path, bool]:
+    cfg = SearchConfig.from_args(args)
+    if cfg.resume:
+        return (*_resume(cfg), True)
+    for name in ("threads", "episodes", "episodes_per_update", "measure_runs"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+    if cfg.finetune_steps < 0:
+        raise ValueError("--finetune-steps must be >= 0")
+    if cfg.host_threads is not None and cfg.host_threads < 1:
+        raise ValueError("--host-threads must be >= 1")
+    if cfg.measure_seconds <= 0 or cfg.warmup_seconds < 0:
+        raise ValueError("--measure-seconds must be > 0 and --warmup-seconds >= 0")
+    cfg.limits  # noqa: B018 - validates the limits
+    run_dir = cfg.run_dir_default(time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
     if (run_dir / "results.sqlite").exists():
         raise ValueError(f"{run_dir} already holds a run; use --resume {run_dir} or a new --out")
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "run_config.json").write_text(
-        json.dumps({k: getattr(args, k) for k in _RESUMABLE}, indent=2)
-    )
-    return args, run_dir, False
+    (run_dir / "run_config.json").write_text(cfg.to_json())
+    return cfg, run_dir, False
 
 
 def run_search(args: argparse.Namespace, hooks: dict[str, Any] | None = None) -> int:
     """Entry point of ``hadmc-host search``; returns the exit code (2 = bad input/device)."""
     try:
-        args, run_dir, resumed = _resolve_args(args)
+        cfg, run_dir, resumed = _resolve_args(args)
     except ValueError as exc:
         return _fail(str(exc))
     from host.devices import open_device
@@ -248,10 +246,10 @@ def run_search(args: argparse.Namespace, hooks: dict[str, Any] | None = None) ->
     try:
         # Like `profile` and `devices`: $HADMC_TOKEN stands in for --token (and keeps the
         # token out of shell history and `ps`).
-        device = open_device(args.device, token=args.token or os.environ.get("HADMC_TOKEN"))
+        device = open_device(cfg.device, token=cfg.token or os.environ.get("HADMC_TOKEN"))
         info = device.info()
     except (DeviceError, OSError) as exc:
-        return _fail(f"device {args.device or 'local agent'}: {exc}")
+        return _fail(f"device {cfg.device or 'local agent'}: {exc}")
     except ValueError as exc:  # e.g. an unknown sim: profile or a malformed address
         return _fail(str(exc))
     finally:
@@ -266,7 +264,7 @@ def run_search(args: argparse.Namespace, hooks: dict[str, Any] | None = None) ->
         from host.user_model import UserModelError
 
         try:
-            run = SearchRun(args, run_dir, device, info, resumed, hooks)
+            run = SearchRun(cfg, run_dir, device, info, resumed, hooks)
         except (UserModelError, DataError) as exc:
             return _fail(str(exc))
         except DeviceError as exc:

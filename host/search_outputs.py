@@ -140,9 +140,9 @@ def finish(run: Any, summary: dict[str, Any]) -> None:
         print(f"hadmc-host search: warning: report not rendered: {exc}", file=sys.stderr)
     (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
 
-    out = Console(stderr=run.args.json)
+    out = Console(stderr=run.cfg.json)
     if not out.is_terminal:
-        out = Console(stderr=run.args.json, width=140)  # logs/pipes: no truncated columns
+        out = Console(stderr=run.cfg.json, width=140)  # logs/pipes: no truncated columns
     out.print(search_front_table(summary, run.baseline))
     out.print(f"run directory: {run.run_dir}")
     out.print(f"results: {run.store.path}   Pareto artifacts: {pareto_dir}")
@@ -167,6 +167,6 @@ def finish(run: Any, summary: dict[str, Any]) -> None:
         )
     else:
         out.print(_closest(run, summary))
-    if run.args.json:
+    if run.cfg.json:
         print(json.dumps(summary, default=str))
     run.store.close()

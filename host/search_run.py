@@ -4,7 +4,6 @@ artifacts, best model, report, table, JSON summary) are ``host.search_outputs``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -21,11 +20,12 @@ from hadmc.chunking import chunk_file
 from hadmc.compress.distill import teacher_logits_for
 from hadmc.compress.pruning import find_layer_groups
 from hadmc.env import DISTILLATION_INIT_RAW, CompressionEnv, EvalOutcome
-from hadmc.hal import Device, MeasureOptions
+from hadmc.hal import Device
 from hadmc.pareto import ParetoArchive
-from hadmc.reward import Limits, Objectives, RewardConfig
+from hadmc.reward import Objectives, RewardConfig
 from hadmc.state import HardwareFeatures, StateEncoder
 from hadmc.surrogate.accuracy import SENSITIVITY_KEEPS
+from host.search_config import SearchConfig
 from host.search_eval import CandidateEvaluator, EvalContext
 from host.store import ResultsStore
 from host.strategies import Proposal
@@ -46,7 +46,7 @@ class SearchRun:
 
     def __init__(
         self,
-        args: argparse.Namespace,
+        cfg: SearchConfig,
         run_dir: Path,
         device: Device,
         device_info: dict[str, Any],
@@ -61,9 +61,10 @@ class SearchRun:
 
         import torch
 
-        host_threads = getattr(args, "host_threads", None) or os.cpu_count() or 1
+        args = cfg  # short local name in this setup; everything reads the typed config
+        host_threads = cfg.host_threads or os.cpu_count() or 1
         torch.set_num_threads(max(1, int(host_threads)))
-        self.args, self.run_dir, self.resumed, self.hooks = args, run_dir, resumed, hooks
+        self.cfg, self.run_dir, self.resumed, self.hooks = cfg, run_dir, resumed, hooks
         self.ext = ARTIFACT_EXT[args.runtime]
         self._say(
             "setup: model and data"
@@ -76,8 +77,8 @@ class SearchRun:
         self.groups = find_layer_groups(self.model, example)
         self.model_hash = model_hash(self.model)
         self.store = ResultsStore(run_dir)
-        self.limits = Limits(args.max_latency_ms, args.max_accuracy_drop, args.max_memory_mb)
-        options = measure_options(args)
+        self.limits = cfg.limits
+        options = cfg.measure_options()
 
         # Baseline: the uncompressed fp32 model on the same device, measured once per run.
         base_path = run_dir / f"baseline.{self.ext}"
@@ -92,7 +93,8 @@ class SearchRun:
             # update_bytes 0: the baseline is what is deployed, updating to it sends nothing.
             stored = metrics_of(baseline_built, m, update_bytes=0)
             self.store.set_run(
-                {**vars(args), "model_label": self.model_label, "model_hash": self.model_hash},
+                {**json.loads(cfg.to_json()), "model_label": self.model_label,
+                 "model_hash": self.model_hash},  # fmt: skip  (no token: to_json drops it)
                 baseline=stored,
                 device=device_info,
             )
@@ -118,7 +120,7 @@ class SearchRun:
             data=self.data,
             groups=self.groups,
             model_hash=self.model_hash,
-            key_salt=f"{args.runtime}|ft={args.finetune_steps}|seed={args.seed}|t={args.threads}",
+            key_salt=cfg.key_salt(),
             runtime=args.runtime,
             finetune_steps=args.finetune_steps,
             seed=args.seed,
@@ -141,8 +143,8 @@ class SearchRun:
             ctx, self.store, self.archive, device, reopen, on_measured=hooks.get("on_measured")
         )
         self.surrogate = self._make_surrogate(example, base_path, baseline_built)
-        self.use_surrogate = args.surrogate == "on" and args.strategy in ("ppo", "random")
-        self.strategy_label = args.strategy + ("+surrogate" if self.use_surrogate else "")
+        self.use_surrogate = cfg.uses_surrogate
+        self.strategy_label = cfg.strategy_label
         keep_bound = None
         if self.use_surrogate and self.limits.max_latency_ms is not None:
             keep_bound = self.surrogate.keep_bound(self.limits.max_latency_ms)
@@ -222,7 +224,7 @@ class SearchRun:
             StrategyContext,
         )
 
-        args = self.args
+        args = self.cfg
         ctx = StrategyContext(
             env=self.env,
             key=self.evaluator.key,
@@ -284,15 +286,3 @@ class SearchRun:
         from host.search_outputs import finish
 
         finish(self, summary)
-
-
-def measure_options(args: argparse.Namespace) -> MeasureOptions:
-    """The measurement window of ``--measure-runs/--measure-seconds/--warmup-seconds``."""
-    return MeasureOptions(
-        threads=args.threads,
-        warmup_runs=10,
-        warmup_min_seconds=args.warmup_seconds,
-        min_runs=args.measure_runs,
-        min_seconds=args.measure_seconds,
-        max_seconds=max(10.0, 2 * args.measure_seconds),
-    )
