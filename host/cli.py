@@ -23,7 +23,8 @@ COMMANDS = ("search", "profile", "devices", "report")
 GLOBAL_OPTIONS_WITH_VALUE = ("--log-level",)
 EPILOG = """\
 commands:
-  search    compress a model with the 5-agent PPO search, measured on a device (default)
+  search    compress a model: PPO (or grid / random / optuna) proposals, each candidate
+            really compressed, fine-tuned, exported and measured on a device (default)
   profile   measure one .onnx/.tflite file on several devices at once
   devices   show what devices are (GetInfo) and whether they serve (health)
   report    (re)build report.json / report.html of a search run directory
@@ -31,6 +32,9 @@ commands:
 Devices (--device): host:port of a hadmc-device agent, sim:<profile> for an analytic
 estimate (labelled simulated), or nothing for an agent started on 127.0.0.1.
 `hadmc-host` with no command runs `hadmc-host search` with its defaults.
+
+exit codes: 0 success; 1 device or runtime failure; 2 usage error or bad input;
+3 search finished with no working model, or none within the limits; 130 interrupted.
 """
 
 
