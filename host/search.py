@@ -183,6 +183,30 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def _runtime_missing(info: dict[str, Any], runtime: str) -> str:
+    """Why the device cannot run ``runtime`` (GetInfo / the sim profile), '' when it can:
+    checked before the model is loaded, so a wrong --runtime costs seconds, not a setup."""
+    listed = info.get("runtimes") or (info.get("profile") or {}).get("runtimes") or []
+    names = []
+    for r in listed:
+        if isinstance(r, str):
+            names.append(r)
+            if r == runtime:
+                return ""
+        else:
+            if r.get("runtime") == runtime:
+                if r.get("available", True):
+                    return ""
+                why = r.get("unavailable_reason") or "not installed"
+                return (f"device {info.get('name') or info.get('address') or ''} cannot run "
+                        f"--runtime {runtime}: {why}")  # fmt: skip
+            if r.get("available", True):
+                names.append(str(r.get("runtime")))
+    if not listed:
+        return ""  # nothing reported: let the first measurement say
+    return f"--runtime {runtime} is not available on this device (it runs: {', '.join(names)})"
+
+
 def _resume(cfg: SearchConfig) -> tuple[SearchConfig, Path]:
     """The saved run's configuration, with the flags a resume may change applied."""
     run_dir = Path(cfg.resume or "")
@@ -254,6 +278,10 @@ def run_search(args: argparse.Namespace, hooks: dict[str, Any] | None = None) ->
         return _fail(str(exc))
     finally:
         client_log.setLevel(level)
+    missing = _runtime_missing(info, cfg.runtime)
+    if missing:
+        device.close()
+        return _fail(missing)
     hooks = hooks or {}
     if "on_device" in hooks:
         hooks["on_device"](device)

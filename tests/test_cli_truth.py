@@ -109,3 +109,17 @@ def test_resume_refuses_flags_that_shape_candidates(
     err = capsys.readouterr().err.strip()
     assert code == EXIT_USAGE and "--finetune-steps cannot change on resume" in err
     assert len(err.splitlines()) == 1
+
+
+def test_a_runtime_the_device_lacks_is_refused_before_the_model_loads() -> None:
+    from host.search import _runtime_missing
+
+    info = {"address": "pi:50051", "runtimes": [
+        {"runtime": "onnxruntime", "available": True},
+        {"runtime": "litert", "available": False, "unavailable_reason": "ai-edge-litert missing"},
+    ]}  # fmt: skip
+    assert _runtime_missing(info, "onnxruntime") == ""
+    assert "cannot run --runtime litert: ai-edge-litert missing" in _runtime_missing(info, "litert")
+    sim = {"profile": {"runtimes": ["onnxruntime"]}}
+    assert "it runs: onnxruntime" in _runtime_missing(sim, "litert")
+    assert _runtime_missing({}, "litert") == ""
