@@ -56,7 +56,7 @@ def run_one(strategy: str, seed: int, cfg: argparse.Namespace, out: Path) -> dic
         argv += ["--device", cfg.device]
     t0 = time.perf_counter()
     code = run_search(parser.parse_args(argv), {"quiet": True})
-    if code not in (0,):
+    if code not in (0, 3):  # 3: finished, but no model within the limits (a result, not a crash)
         raise SystemExit(f"search {strategy} seed {seed} exited {code}")
     summary = json.loads((out / "summary.json").read_text())
     summary["wall_s"] = time.perf_counter() - t0
@@ -153,6 +153,8 @@ def plot(summary: dict, path: Path, title: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="run seeds first..first+seeds-1")
+    p.add_argument("--skip", default="", help="strategy@seed pairs already run, comma-separated")
     p.add_argument("--budget", type=int, default=32, help="real measurements per run")
     p.add_argument("--per-round", type=int, default=4)
     p.add_argument("--finetune-steps", type=int, default=50)
@@ -161,12 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None, help="as hadmc-host search --device (default local)")
     p.add_argument("--work-dir", type=Path, default=ROOT / "outputs" / "bench-search")
     p.add_argument("--results-dir", type=Path, default=RESULTS)
-    p.add_argument("--from-partial", type=Path, default=None, metavar="JSON",
-                   help="score the runs of a stopped bench (search.partial.json) and exit")
+    p.add_argument("--from-partial", type=Path, nargs="+", default=None, metavar="JSON",
+                   help="score the runs of stopped or separate benches (search.partial.json\n"
+                   "files, e.g. of different --first-seed) and exit")
     cfg = p.parse_args(argv)
     strategies = [s for s in cfg.strategies.split(",") if s]
     if cfg.from_partial:
-        runs = json.loads(cfg.from_partial.read_text())
+        runs = [r for part in cfg.from_partial for r in json.loads(part.read_text())]
         done = {r["bench_strategy"] for r in runs}
         cfg.seeds = len({r["seed"] for r in runs})
         return report(runs, [s for s in strategies if s in done], cfg)
@@ -174,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict] = []
     partial = cfg.results_dir / "search.partial.json"
     cfg.results_dir.mkdir(parents=True, exist_ok=True)
-    for seed in range(cfg.seeds):
+    for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
         for strategy in strategies:  # interleaved, so machine drift hits every strategy alike
+            if f"{strategy}@{seed}" in cfg.skip.split(","):
+                continue
             s = run_one(strategy, seed, cfg, cfg.work_dir / f"{stamp}-{strategy}-s{seed}")
             s["bench_strategy"], s["seed"] = strategy, seed
             runs.append(s)

@@ -35,7 +35,7 @@ class SearchConfig:
     runtime: str = "onnxruntime"
     threads: int = 1
     host_threads: int | None = None
-    episodes: int = 32  # the budget: real candidates built and measured
+    episodes: int = 24  # the budget: real candidates built and measured
     episodes_per_update: int = 4
     max_latency_ms: float | None = None
     max_accuracy_drop: float | None = 1.0
@@ -43,7 +43,7 @@ class SearchConfig:
     strategy: str = "ppo"
     surrogate: str = "on"
     seed: int = 0
-    finetune_steps: int = 50
+    finetune_steps: int = 20
     measure_runs: int = 50
     measure_seconds: float = 1.0
     warmup_seconds: float = 0.5
