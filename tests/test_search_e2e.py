@@ -152,10 +152,11 @@ def test_baseline_strategies_share_the_pipeline_and_budget(
 ) -> None:
     out = tmp_path / "run"
     args = _args(user_files, out, "--device", "sim:raspberry-pi-4", "--strategy", strategy)
-    assert run_search(args, {"quiet": True}) == 0
+    code = run_search(args, {"quiet": True})
     rows = _check_outputs(out, 3)
     assert len(rows) == 3  # the budget: three real candidates, whatever proposes them
     summary = json.loads((out / "summary.json").read_text())
+    assert code == (0 if summary["best"] else 3)
     assert summary["strategy"] == strategy and summary["simulated"] is True
     if strategy == "grid":  # uniform configurations, never the baseline itself
         for r in rows:
