@@ -27,10 +27,8 @@ from hadmc.compress.export import ExportResult, evaluate_artifact, export_onnx, 
 from hadmc.compress.fusion import fuse_model
 from hadmc.compress.pruning import count_macs_params, prune_model
 from hadmc.env import JointAction
-from hadmc.models import evaluate_accuracy
 
 ARTIFACT_EXT = {"onnxruntime": "onnx", "litert": "tflite"}
-SENSITIVITY_KEEP = 0.5
 # Fine-tune batch: 64 rather than DistillConfig's 128: within the same time budget, short
 # fine-tunes recover more accuracy with more, smaller steps. One step on the demo net (student
 # forward/backward, teacher logits cached) costs ~0.15-0.25 s at 64 on a quiet 2-core machine.
@@ -53,28 +51,6 @@ def model_hash(model: nn.Module) -> str:
 
 def example_input_for(input_shape: Sequence[int]) -> torch.Tensor:
     return torch.zeros(1, *[int(d) for d in input_shape], dtype=torch.float32)
-
-
-def measure_sensitivity(
-    model: nn.Module,
-    groups: Sequence[Any],
-    example_input: torch.Tensor,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    *,
-    keep_ratio: float = SENSITIVITY_KEEP,
-    max_samples: int = 256,
-) -> list[float]:
-    """Accuracy drop (fraction) when each group alone is pruned to ``keep_ratio``, no fine-tune."""
-    x, y = x_val[:max_samples], y_val[:max_samples]
-    base = evaluate_accuracy(model, x, y)
-    drops = []
-    for i in range(len(groups)):
-        ratios = [1.0] * len(groups)
-        ratios[i] = keep_ratio
-        pruned = prune_model(model, ratios, example_input)
-        drops.append(max(0.0, base - evaluate_accuracy(pruned, x, y)))
-    return drops
 
 
 @dataclass

@@ -13,8 +13,9 @@ log_macs            ``log10(1 + macs) / log10(1 + max macs over groups)``
 params_share        ``params / sum(params over groups)``
 position            ``LayerGroup.position`` (index / (n - 1))
 sensitivity         accuracy drop (fraction, clipped to [0, 1]) on a validation subset when
-                    this group alone is pruned to keep-ratio 0.5, no fine-tuning; measured
-                    once at the start of a search (``hadmc.candidate.measure_sensitivity``)
+                    this group alone is pruned to keep-ratio 0.5, BN re-estimated, no
+                    fine-tuning; the keep-0.5 column of the table measured once at the start
+                    of a search (``hadmc.surrogate.accuracy.measure_sensitivity_table``)
 ==================  ==========================================================================
 
 Hardware features (``HARDWARE_FEATURES``), constant during a search:

@@ -142,7 +142,7 @@ class SearchRun:
         self.evaluator = CandidateEvaluator(
             ctx, self.store, self.archive, device, reopen, on_measured=hooks.get("on_measured")
         )
-        self.surrogate = self._make_surrogate(example, base_path, baseline_built)
+        self.surrogate = self._make_surrogate(example)
         self.use_surrogate = cfg.uses_surrogate
         self.strategy_label = cfg.strategy_label
         keep_bound = None
@@ -194,7 +194,7 @@ class SearchRun:
             pass  # a read-only cache only costs time
         return values
 
-    def _make_surrogate(self, example: Any, base_path: Path, built: Any) -> Any:
+    def _make_surrogate(self, example: Any) -> Any:
         """Latency model + accuracy proxy; built for every strategy so that every candidate
         carries the prediction made before it was measured (``metrics["predicted"]``)."""
         from hadmc.surrogate.accuracy import AccuracyProxy
@@ -211,7 +211,6 @@ class SearchRun:
         )  # fmt: skip
         proxy = AccuracyProxy(self.sensitivity_table, b.accuracy)
         surrogate = Surrogate(structure, latency, proxy, b, self.evaluator.ctx.reward_config)
-        del base_path, built
         return surrogate
 
     def _make_strategy(self) -> Any:

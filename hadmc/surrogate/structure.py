@@ -54,8 +54,6 @@ class ModelStructure:
     """Per-module costs and group ownership of a model, traced once."""
 
     def __init__(self, model: nn.Module, example_input: torch.Tensor) -> None:
-        from hadmc.compress.pruning import _forward_trace
-
         dg, raw, _order, macs = _raw_groups(model, example_input)
         names = {m: n for n, m in model.named_modules()}
         out_of: dict[nn.Module, int] = {}
@@ -74,7 +72,6 @@ class ModelStructure:
                     dep.handler
                 ):
                     in_of.setdefault(mod, gi)
-        del _forward_trace
         self.modules: list[ModuleCost] = []
         for m, n_macs in macs.items():
             depthwise = isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels
