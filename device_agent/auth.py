@@ -25,6 +25,10 @@ def _denier(message: str) -> Callable[[Any, grpc.ServicerContext], Any]:
     return deny
 
 
+def _ignore(raw: bytes) -> None:
+    return None
+
+
 class TokenInterceptor(grpc.ServerInterceptor):
     """Rejects calls without ``authorization: Bearer <token>`` (UNAUTHENTICATED)."""
 
@@ -49,14 +53,14 @@ class TokenInterceptor(grpc.ServerInterceptor):
         if self._authorized(handler_call_details.invocation_metadata):
             return handler
         deny = _denier("missing or wrong token in 'authorization' metadata (Bearer <token>)")
+        # The denial takes the request as a *stream* it never reads, whatever the method's
+        # shape: gRPC reads a unary request in full before calling the handler, so a
+        # unary denier would let an unauthenticated caller make the agent buffer (and parse)
+        # a message of the full receive limit. The client still sees an ordinary reply.
         kw = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": _ignore,
             "response_serializer": handler.response_serializer,
         }
-        if handler.request_streaming and handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(deny, **kw)
-        if handler.request_streaming:
-            return grpc.stream_unary_rpc_method_handler(deny, **kw)
         if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(deny, **kw)
-        return grpc.unary_unary_rpc_method_handler(deny, **kw)
+            return grpc.stream_stream_rpc_method_handler(deny, **kw)
+        return grpc.stream_unary_rpc_method_handler(deny, **kw)

@@ -11,6 +11,8 @@ STATUS_OF_CODE: dict[int, grpc.StatusCode] = {
     pb.HASH_MISMATCH: grpc.StatusCode.INVALID_ARGUMENT,
     pb.INVALID_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
     pb.TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    pb.BUSY: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    pb.DISK_FULL: grpc.StatusCode.RESOURCE_EXHAUSTED,
     pb.MISSING_CHUNKS: grpc.StatusCode.FAILED_PRECONDITION,
     pb.RUNTIME_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     pb.WORKER_CRASHED: grpc.StatusCode.ABORTED,
@@ -18,6 +20,10 @@ STATUS_OF_CODE: dict[int, grpc.StatusCode] = {
     pb.UNAUTHENTICATED_TOKEN: grpc.StatusCode.UNAUTHENTICATED,
     pb.INTERNAL: grpc.StatusCode.INTERNAL,
 }
+# gRPC trailers are capped (16 KiB by default): a full list of missing hashes of a large
+# model would replace the typed error with "metadata size exceeds hard limit". The trailer
+# carries a sample and the count; the client asks MissingChunks for the full list.
+MISSING_SAMPLE = 32
 
 
 class AgentError(Exception):
@@ -34,4 +40,9 @@ class AgentError(Exception):
         return STATUS_OF_CODE[self.code]
 
     def to_proto(self) -> pb.ProfileError:
-        return pb.ProfileError(code=self.code, message=self.message, missing_sha256=self.missing)
+        return pb.ProfileError(
+            code=self.code,
+            message=self.message[:2000],
+            missing_sha256=self.missing[:MISSING_SAMPLE],
+            missing_count=len(self.missing),
+        )

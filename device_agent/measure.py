@@ -2,8 +2,9 @@
 
 Phases are reported apart: load (session/interpreter creation), first inference, warm-up
 (>= warmup_runs and >= warmup_min_seconds), then timed runs, each call timed alone with
-``perf_counter_ns`` (>= min_runs and >= min_seconds, stopping at max_seconds once min_runs are
-done). Inputs are random data of the requested shape/dtype, made once before timing so that
+``perf_counter_ns`` (>= min_runs and >= min_seconds). ``max_seconds`` bounds the warm-up and
+the timed window whatever the run counts say: a request for 2**32 runs stops there, and
+``n`` reports how many were timed. Inputs are random data of the requested shape/dtype, made once before timing so that
 only the runtime call is timed.
 """
 
@@ -121,8 +122,11 @@ def run_budget(call: Any, budget: Budget, timing: Timing, on_window: Any = None)
     t = time.perf_counter_ns()
     call()
     timing.first_inference_ms = _ns_to_ms(time.perf_counter_ns() - t)
-    end = time.perf_counter() + budget.warmup_min_seconds
+    t_warm = time.perf_counter()
+    end, hard_end = t_warm + budget.warmup_min_seconds, t_warm + budget.max_seconds
     while timing.warmup_runs < budget.warmup_runs or time.perf_counter() < end:
+        if time.perf_counter() >= hard_end:
+            break
         call()
         timing.warmup_runs += 1
     lat = timing.latencies_ms
@@ -136,7 +140,7 @@ def run_budget(call: Any, budget: Budget, timing: Timing, on_window: Any = None)
         call()
         lat.append(_ns_to_ms(time.perf_counter_ns() - t))
         now = time.perf_counter()
-        if len(lat) >= budget.min_runs and (now >= min_end or now >= max_end):
+        if now >= max_end or (len(lat) >= budget.min_runs and now >= min_end):
             break
     timing.window_end_unix = time.time()
     if on_window:

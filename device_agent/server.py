@@ -1,4 +1,11 @@
-"""Assemble the gRPC server: DeviceAgent + grpc.health.v1 + reflection, auth, TLS, limits."""
+"""Assemble the gRPC server: DeviceAgent + grpc.health.v1 + reflection, auth, TLS, limits.
+
+Load bounds, so health and GetInfo keep answering under hostile load: the thread pool is
+larger than what long calls can hold (queued Profiles and upload streams are capped by the
+service), ``maximum_concurrent_rpcs`` turns a flood into RESOURCE_EXHAUSTED instead of an
+unbounded backlog, and ``grpc.so_reuseport`` is off so a second agent on a busy port fails
+instead of silently sharing it.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +16,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from device_agent import limits
 from device_agent.auth import TokenInterceptor
 from device_agent.service import AgentConfig, DeviceAgentService
 from protos import hadmc_device_pb2 as pb
 from protos import hadmc_device_pb2_grpc as pb_grpc
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DeviceAgent"].full_name
-MANIFEST_BYTES_PER_CHUNK = 80  # a ChunkRef on the wire: 64-char hash + size + framing
-MIN_CHUNK_BYTES = 1024  # smallest chunk the host's chunker makes (hadmc.chunking)
 
 
 @dataclass
@@ -26,7 +32,8 @@ class ServerOptions:
     token: str | None = None
     tls_cert: bytes | None = None
     tls_key: bytes | None = None
-    max_workers: int = 32  # queued Profile calls each hold a thread; health must stay free
+    max_workers: int = 64  # > queued Profiles + upload streams + short calls, so health is free
+    max_concurrent_rpcs: int = 256  # beyond: RESOURCE_EXHAUSTED at once, not a backlog
 
 
 @dataclass
@@ -37,26 +44,24 @@ class RunningServer:
     address: str
 
 
-def max_message_bytes(config: AgentConfig) -> int:
-    """Largest message accepted: a chunk, or a Profile manifest of the largest model."""
-    manifest = config.max_model_bytes // MIN_CHUNK_BYTES * MANIFEST_BYTES_PER_CHUNK
-    return max(4 * 1024 * 1024, config.max_chunk_bytes + 64 * 1024, manifest)
-
-
 def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def start_server(config: AgentConfig, opts: ServerOptions) -> RunningServer:
     """Start serving; the returned address carries the real port (``port=0`` picks one)."""
-    limit = max_message_bytes(config)
-    interceptors = [TokenInterceptor(opts.token)] if opts.token else []
+    per_method = limits.method_limits(config.max_model_bytes, config.max_chunk_bytes)
+    interceptors: list[grpc.ServerInterceptor] = [limits.MessageLimitInterceptor(per_method)]
+    if opts.token:
+        interceptors.insert(0, TokenInterceptor(opts.token))  # first: refuse before reading
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=opts.max_workers),
         interceptors=interceptors,
+        maximum_concurrent_rpcs=opts.max_concurrent_rpcs,
         options=[
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", 4 * 1024 * 1024),
+            ("grpc.max_receive_message_length", max(per_method.values())),
+            ("grpc.max_send_message_length", limits.send_limit_bytes(config.max_model_bytes)),
+            ("grpc.so_reuseport", 0),
         ],
     )
     service = DeviceAgentService(config)
@@ -73,7 +78,9 @@ def start_server(config: AgentConfig, opts: ServerOptions) -> RunningServer:
     else:
         port = server.add_insecure_port(bind)
     if port == 0:
-        raise OSError(f"could not bind {bind}")
+        raise OSError(
+            f"could not bind {bind}: the port is in use or the address is not this machine's"
+        )
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -81,7 +88,11 @@ def start_server(config: AgentConfig, opts: ServerOptions) -> RunningServer:
 
 
 def stop_server(running: RunningServer, grace_s: float) -> None:
-    """Health goes NOT_SERVING first, so balancers and hosts stop sending, then drain."""
+    """Health goes NOT_SERVING first, so balancers and hosts stop sending; in-flight calls get
+    ``grace_s`` to finish; then they are cancelled and their workers (process groups) and the
+    spare worker are killed, so the agent exits within the grace period, leaving no orphans."""
     running.health.enter_graceful_shutdown()
-    running.server.stop(grace_s).wait()
+    done = running.server.stop(grace_s)
+    done.wait(grace_s + 0.5)
     running.service.close()
+    done.wait(2.0)

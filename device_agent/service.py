@@ -2,12 +2,17 @@
 
 Profile calls are serialised by one lock so timed windows never overlap (a concurrent call
 would steal cores and skew both); the time spent waiting for it is reported as
-``queue_wait_seconds`` and is not charged to the worker timeout.
+``queue_wait_seconds`` and is not charged to the worker timeout. The queue is bounded
+(``max_queued_profiles``; beyond it BUSY at once), and a call whose client has gone stops
+waiting, or has its worker killed, so the queue moves on.
+
+Every handler is wrapped by ``typed``: whatever fails, the client gets a status with a
+ProfileError trailer, never gRPC's bare UNKNOWN.
 """
 
 from __future__ import annotations
 
-import math
+import logging
 import os
 import platform
 import tempfile
@@ -20,29 +25,35 @@ from typing import Any, NoReturn
 
 import grpc
 
-from device_agent import __version__, power, runtimes, security, sysinfo
+from device_agent import __version__, power, runtimes, security, sysinfo, validation
 from device_agent.errors import AgentError
-from device_agent.storage import ChunkStore
-from device_agent.worker import FAULT_ENV, WorkerFailure, WorkerLauncher, run_worker
+from device_agent.storage import ChunkStore, max_manifest_chunks
+from device_agent.uploads import UploadSlots, idle_bounded
+from device_agent.worker import (
+    FAULT_ENV,
+    POLL_S,
+    WorkerFailure,
+    WorkerLauncher,
+    WorkerSettings,
+    run_worker,
+)
 from protos import ERROR_TRAILER_KEY
 from protos import hadmc_device_pb2 as pb
 from protos import hadmc_device_pb2_grpc as pb_grpc
 
-DTYPE_NAMES = {
-    pb.FLOAT32: "float32",
-    pb.FLOAT16: "float16",
-    pb.INT8: "int8",
-    pb.UINT8: "uint8",
-    pb.INT32: "int32",
-    pb.INT64: "int64",
-}
-DTYPE_ENUMS = {v: k for k, v in DTYPE_NAMES.items()}
-MAX_INPUT_ELEMENTS = 1 << 28  # 1 GiB of float32 per input: beyond any edge model's input
 WORKER_ERRORS = {
     "invalid_model": pb.INVALID_MODEL,
     "invalid_request": pb.INVALID_REQUEST,
     "runtime_unavailable": pb.RUNTIME_UNAVAILABLE,
+    "too_large": pb.TOO_LARGE,
 }
+MIB = 1024 * 1024
+_FAILURE_CODES = {
+    "timeout": pb.WORKER_TIMEOUT,
+    "crashed": pb.WORKER_CRASHED,
+    "cancelled": pb.INTERNAL,  # nobody is listening; the code only reaches logs
+}
+log = logging.getLogger("hadmc-device")
 
 
 @dataclass
@@ -50,14 +61,28 @@ class AgentConfig:
     """Everything the service needs; built by the CLI."""
 
     cache_dir: Path
-    cache_capacity_bytes: int = 1024 * 1024 * 1024
-    max_model_bytes: int = 512 * 1024 * 1024
+    cache_capacity_bytes: int = 1024 * MIB
+    max_model_bytes: int = 512 * MIB
     max_chunk_bytes: int = 1024 * 1024
     worker_timeout_s: float = 120.0
     token_required: bool = False
     sysfs_root: Path = Path("/")
     default_max_seconds: float = 10.0
     prewarm_worker: bool = True
+    max_input_bytes: int = 256 * MIB  # all inputs of one Profile together
+    worker_memory_bytes: int = 0  # RLIMIT_AS of each worker; 0: no limit
+    max_queued_profiles: int = 8  # waiting behind the one measuring; beyond: BUSY
+    max_upload_streams: int = 8  # concurrent UploadChunks streams; beyond: BUSY
+    upload_idle_timeout_s: float = 30.0  # a stream silent this long is ended
+
+    def limits(self) -> validation.Limits:
+        return validation.Limits(
+            max_model_bytes=self.max_model_bytes,
+            cache_capacity_bytes=self.cache_capacity_bytes,
+            max_input_bytes=self.max_input_bytes,
+            worker_timeout_s=self.worker_timeout_s,
+            default_max_seconds=self.default_max_seconds,
+        )
 
 
 def abort(context: grpc.ServicerContext, err: AgentError) -> NoReturn:
@@ -67,24 +92,58 @@ def abort(context: grpc.ServicerContext, err: AgentError) -> NoReturn:
     raise AssertionError("unreachable")  # context.abort always raises
 
 
+def typed(fn: Any) -> Any:
+    """Run a handler so that every failure is typed: AgentError as itself, anything else
+    as INTERNAL with a trailer (never gRPC's bare UNKNOWN)."""
+
+    def handler(self: DeviceAgentService, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return fn(self, request, context)
+        except AgentError as err:
+            failure = err
+        except Exception as exc:  # noqa: BLE001 - the point: nothing escapes untyped
+            log.exception("unexpected failure in %s", fn.__name__)
+            failure = AgentError(pb.INTERNAL, f"agent fault: {type(exc).__name__}: {exc}")
+        abort(context, failure)
+
+    handler.__name__ = fn.__name__
+    handler.__doc__ = fn.__doc__
+    return handler
+
+
 class DeviceAgentService(pb_grpc.DeviceAgentServicer):
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
+        self.limits = config.limits()
         self.store = ChunkStore(
             config.cache_dir, config.cache_capacity_bytes, config.max_chunk_bytes
         )
+        if self.store.dropped_at_start:
+            log.warning(
+                "dropped %d damaged chunk(s) from the cache at start-up (unclean shutdown?)",
+                len(self.store.dropped_at_start),
+            )
         self.models_dir = Path(config.cache_dir) / "models"
         self.models_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.models_dir.glob("*.model"):  # left by an agent that was killed
             stale.unlink(missing_ok=True)
         self._measure_lock = threading.Lock()
-        self.launcher = WorkerLauncher(config.prewarm_worker)
+        self._pending_lock = threading.Lock()
+        self._pending = 0  # Profile calls in the agent: measuring + queued
+        self.uploads = UploadSlots(config.max_upload_streams)
+        settings = WorkerSettings(
+            state_dir=Path(config.cache_dir) / "worker",
+            max_address_space_bytes=config.worker_memory_bytes,
+        )
+        self.launcher = WorkerLauncher(config.prewarm_worker, settings)
 
     def close(self) -> None:
-        """Stop the spare worker, if any."""
+        """Kill the measuring worker and the spare, if any; mark the cache clean."""
         self.launcher.close()
+        self.store.close()
 
     # -- GetInfo ---------------------------------------------------------------------------
+    @typed
     def GetInfo(self, request: pb.GetInfoRequest, context: grpc.ServicerContext) -> Any:
         total, available = sysinfo.memory_bytes()
         logical, physical = sysinfo.cores()
@@ -122,114 +181,89 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
         return info
 
     # -- chunks ----------------------------------------------------------------------------
+    @typed
     def MissingChunks(self, request: pb.MissingChunksRequest, context: grpc.ServicerContext) -> Any:
-        try:
-            return pb.MissingChunksResponse(missing_sha256=self.store.missing(request.sha256))
-        except AgentError as err:
-            abort(context, err)
+        limit = max_manifest_chunks(self.config.max_model_bytes)
+        if len(request.sha256) > limit:
+            raise AgentError(pb.TOO_LARGE, f"{len(request.sha256)} hashes (at most {limit})")
+        return pb.MissingChunksResponse(missing_sha256=self.store.missing(request.sha256))
 
+    @typed
     def UploadChunks(self, request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
         summary = pb.UploadSummary()
-        try:
-            for chunk in request_iterator:
+        with self.uploads:
+            for chunk in idle_bounded(request_iterator, self.config.upload_idle_timeout_s):
                 if self.store.put(chunk.sha256, chunk.data):
                     summary.chunks_stored += 1
                     summary.bytes_stored += len(chunk.data)
                 else:
                     summary.chunks_already_present += 1
-        except AgentError as err:
-            abort(context, err)
         return summary
 
     # -- Profile ---------------------------------------------------------------------------
+    @typed
     def Profile(self, request: pb.ProfileRequest, context: grpc.ServicerContext) -> Any:
+        cancelled = threading.Event()
+        context.add_callback(cancelled.set)  # fires when the call ends, the client's cancel too
+        with self._pending_lock:
+            if self._pending > self.config.max_queued_profiles:
+                raise AgentError(
+                    pb.BUSY,
+                    f"{self._pending} Profile calls are already running or queued on this "
+                    "board; retry later",
+                )
+            self._pending += 1
         try:
-            return self._profile(request)
-        except AgentError as err:
-            abort(context, err)
+            return self._profile(request, cancelled)
+        finally:
+            with self._pending_lock:
+                self._pending -= 1
 
-    def _check_request(self, req: pb.ProfileRequest) -> tuple[runtimes.RuntimeStatus, int]:
-        if req.runtime not in runtimes.RUNTIMES:
-            raise AgentError(pb.INVALID_REQUEST, f"unknown runtime {req.runtime}")
-        fmt = req.format or runtimes.FORMAT_OF_RUNTIME[req.runtime]
-        if fmt != runtimes.FORMAT_OF_RUNTIME[req.runtime]:
-            raise AgentError(
-                pb.INVALID_REQUEST,
-                f"{pb.Runtime.Name(req.runtime)} does not run {pb.ModelFormat.Name(fmt)} models",
-            )
-        if req.model.size_bytes > self.config.max_model_bytes:
-            raise AgentError(
-                pb.TOO_LARGE,
-                f"model of {req.model.size_bytes} B over the {self.config.max_model_bytes} B limit",
-            )
-        if req.model.size_bytes > self.config.cache_capacity_bytes:
-            raise AgentError(pb.TOO_LARGE, "model larger than the chunk cache")
-        numbers = (req.warmup_min_seconds, req.min_seconds, req.max_seconds, req.timeout_seconds)
-        if any(x < 0 or x != x for x in numbers):
-            raise AgentError(pb.INVALID_REQUEST, "time budgets must be >= 0")
-        for spec in req.inputs:
-            if spec.dtype and spec.dtype not in DTYPE_NAMES:
-                raise AgentError(pb.INVALID_REQUEST, f"unsupported input dtype {spec.dtype}")
-            if any(d <= 0 for d in spec.shape):
-                raise AgentError(pb.INVALID_REQUEST, f"input shape must be concrete: {spec.shape}")
-            if math.prod(spec.shape) > MAX_INPUT_ELEMENTS:
-                raise AgentError(pb.TOO_LARGE, f"input of shape {list(spec.shape)} is too large")
-        status = runtimes.detect(req.runtime)
-        if not status.available:
-            raise AgentError(
-                pb.RUNTIME_UNAVAILABLE,
-                f"{status.spec.name} is not available on this board: {status.unavailable_reason}",
-            )
-        return status, fmt
-
-    def _worker_request(self, req: pb.ProfileRequest, path: Path, name: str) -> dict[str, Any]:
-        max_s = req.max_seconds or self.config.default_max_seconds
-        fault = ""
+    def _fault(self, req: pb.ProfileRequest) -> str:
         if os.environ.get(FAULT_ENV) == "1" and req.model.name in ("fault:crash", "fault:hang"):
-            fault = req.model.name.split(":", 1)[1]
-        return {
-            "model_path": str(path),
-            "runtime": name,
-            "threads": req.threads,
-            "inputs": [
-                {"name": s.name, "shape": list(s.shape), "dtype": DTYPE_NAMES.get(s.dtype, "")}
-                for s in req.inputs
-            ],
-            "budget": {
-                "warmup_runs": req.warmup_runs,
-                "warmup_min_seconds": req.warmup_min_seconds,
-                "min_runs": max(1, req.min_runs),
-                "min_seconds": req.min_seconds,
-                "max_seconds": max(max_s, req.min_seconds),
-            },
-            "read_power": req.read_power,
-            "sysfs_root": str(self.config.sysfs_root),
-            "fault": fault,
-        }
+            return req.model.name.split(":", 1)[1]
+        return ""
 
-    def _profile(self, req: pb.ProfileRequest) -> pb.ProfileResult:
-        status, fmt = self._check_request(req)
+    def _acquire_measure_lock(self, cancelled: threading.Event) -> float:
+        """Wait for the measuring slot; seconds waited. A client that leaves stops waiting."""
+        t_queue = time.perf_counter()
+        while not self._measure_lock.acquire(timeout=POLL_S):
+            if cancelled.is_set():
+                raise AgentError(pb.INTERNAL, "cancelled by the client while queued")
+        return time.perf_counter() - t_queue
+
+    def _profile(self, req: pb.ProfileRequest, cancelled: threading.Event) -> pb.ProfileResult:
+        status, fmt = validation.check_request(req, self.limits)
         fd, tmp = tempfile.mkstemp(dir=self.models_dir, suffix=".model")
         os.close(fd)
         path = Path(tmp)
         try:
-            self.store.assemble(req.model, path)
+            self.store.assemble(req.model, path, self.config.max_model_bytes)
             security.check_model(path, fmt)
-            wreq = self._worker_request(req, path, status.spec.name)
-            timeout_s = req.timeout_seconds or self.config.worker_timeout_s
-            t_queue = time.perf_counter()
-            with self._measure_lock:
-                queue_wait_s = time.perf_counter() - t_queue
-                try:
-                    out = run_worker(wreq, timeout_s, self.launcher)
-                except WorkerFailure as exc:
-                    code = pb.WORKER_TIMEOUT if exc.kind == "timeout" else pb.WORKER_CRASHED
-                    raise AgentError(code, str(exc)) from None
+            wreq = validation.worker_request(
+                req, self.limits, path, status.spec.name, self.config.sysfs_root, self._fault(req)
+            )
+            queue_wait_s = self._acquire_measure_lock(cancelled)
+            try:
+                out = run_worker(
+                    wreq, validation.timeout_s(req, self.limits), self.launcher, cancelled
+                )
+            except WorkerFailure as exc:
+                raise AgentError(_FAILURE_CODES[exc.kind], str(exc)) from None
+            finally:
+                self._measure_lock.release()
         finally:
             path.unlink(missing_ok=True)
         if "error" in out:
+            if out["error"] == "out_of_memory":
+                raise AgentError(pb.TOO_LARGE, self._oom_message(out["message"]))
             raise AgentError(WORKER_ERRORS.get(out["error"], pb.INTERNAL), out["message"])
         return self._result(req, status, out, queue_wait_s)
+
+    def _oom_message(self, detail: str) -> str:
+        limit = self.config.worker_memory_bytes
+        where = f"its {limit // MIB} MiB limit (--worker-memory-mb)" if limit else "memory"
+        return f"the measuring worker ran out of {where}: {detail}"
 
     def _result(
         self,
@@ -243,7 +277,7 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
             hostname=sysinfo.hostname(),
             runtime=status.spec.name,
             runtime_version=out.get("runtime_version") or status.version,
-            threads=req.threads,
+            threads=validation.threads(req),
             cpu_governor=sysinfo.cpu_governor(self.config.sysfs_root),
             queue_wait_seconds=queue_wait_s,
             window_start_unix=out["window_start_unix"],
@@ -254,7 +288,9 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
         if temp is not None:
             prov.cpu_temperature_c = temp
         for s in out["inputs"]:
-            prov.inputs.add(name=s["name"], shape=s["shape"], dtype=DTYPE_ENUMS[s["dtype"]])
+            prov.inputs.add(
+                name=s["name"], shape=s["shape"], dtype=validation.DTYPE_ENUMS[s["dtype"]]
+            )
         return pb.ProfileResult(
             model_sha256=req.model.sha256,
             load_ms=out["load_ms"],

@@ -6,6 +6,14 @@ that process, and the peak memory read is the worker's alone. The request travel
 stdin; the result comes back as one ``RESULT_MARKER`` line on stdout (runtimes may print their
 own logs, so the marker, not "the last line", identifies it).
 
+Containment: the worker runs in its own session (process group), so a timeout, a client that
+went away or the agent's shutdown kills the runtime's threads and children too. It runs under
+an address-space limit (``RLIMIT_AS``, set by the worker on itself before importing anything,
+so the spare worker has it too), and with HOME, XDG and TMPDIR pointed inside the agent's
+state directory and onnxruntime's telemetry off, so nothing is written outside the cache dir
+(onnxruntime otherwise writes ``~/.cache/Microsoft/DeveloperTools/.onnxruntime/`` with a
+device id).
+
 Test hook, honest and inert unless enabled: when the agent runs with
 ``HADMC_DEVICE_TEST_FAULTS=1``, a model whose manifest name is ``fault:crash`` or
 ``fault:hang`` makes the worker abort (SIGABRT) or sleep forever after loading the model.
@@ -14,34 +22,71 @@ Test hook, honest and inert unless enabled: when the agent runs with
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 RESULT_MARKER = "HADMC_WORKER_RESULT "
 FAULT_ENV = "HADMC_DEVICE_TEST_FAULTS"
 
 
+POLL_S = 0.1  # how often a waiting measurement checks whether its client has gone
+
+
 class WorkerFailure(Exception):
-    """The worker died or timed out; ``kind`` is "crashed" or "timeout"."""
+    """The worker died, timed out or was cancelled; ``kind`` is "crashed", "timeout" or
+    "cancelled"."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
 
 
-def _spawn(runtime: str) -> subprocess.Popen[str]:
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How every worker process is started."""
+
+    state_dir: Path  # HOME / XDG / TMPDIR of the workers live here, inside the cache dir
+    max_address_space_bytes: int = 0  # RLIMIT_AS of each worker; 0: no limit
+
+    def env(self) -> dict[str, str]:
+        home = self.state_dir / "home"
+        dirs = {
+            "HOME": home,
+            "XDG_CACHE_HOME": home / ".cache",
+            "XDG_CONFIG_HOME": home / ".config",
+            "XDG_DATA_HOME": home / ".local" / "share",
+            "XDG_STATE_HOME": home / ".local" / "state",
+            "TMPDIR": self.state_dir / "tmp",
+        }
+        for d in dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if k not in dirs}
+        env.update({k: str(v) for k, v in dirs.items()})
+        # glibc reserves a 64 MiB arena per thread; under RLIMIT_AS that virtual reservation,
+        # not real use, would hit the limit first on a many-core board.
+        env.setdefault("MALLOC_ARENA_MAX", "2")
+        return env
+
+
+def _spawn(runtime: str, settings: WorkerSettings | None) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "device_agent.worker", "--preload", runtime]
+    if settings is not None and settings.max_address_space_bytes:
+        cmd += ["--max-address-space", str(settings.max_address_space_bytes)]
     return subprocess.Popen(
-        [sys.executable, "-m", "device_agent.worker", "--preload", runtime],
+        cmd,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=settings.env() if settings is not None else None,
         start_new_session=True,  # its own process group: a timeout kills runtime threads too
     )
 
@@ -54,60 +99,106 @@ class WorkerLauncher:
     skips interpreter start-up and imports (most of a call's overhead on a small board) while
     every measurement still gets a process of its own. The spare is started only after the
     previous worker has exited, so its imports never overlap a timed window.
+
+    ``close()`` kills the spare and any worker still measuring (agent shutdown).
     """
 
-    def __init__(self, prewarm: bool = True) -> None:
+    def __init__(self, prewarm: bool = True, settings: WorkerSettings | None = None) -> None:
         self.prewarm = prewarm
+        self.settings = settings
         self._spare: tuple[str, subprocess.Popen[str]] | None = None
+        self._active: set[subprocess.Popen[str]] = set()
+        self._closed = False
         self._lock = threading.Lock()
 
     def take(self, runtime: str) -> subprocess.Popen[str]:
         with self._lock:
+            if self._closed:
+                raise WorkerFailure("cancelled", "the agent is shutting down")
             spare, self._spare = self._spare, None
         if spare is not None:
             if spare[0] == runtime and spare[1].poll() is None:
-                return spare[1]
-            _kill_group(spare[1])
-            spare[1].communicate()
-        return _spawn(runtime)
+                proc = spare[1]
+            else:
+                _kill_group(spare[1])
+                spare[1].communicate()
+                proc = _spawn(runtime, self.settings)
+        else:
+            proc = _spawn(runtime, self.settings)
+        with self._lock:
+            self._active.add(proc)
+        return proc
+
+    def release(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._active.discard(proc)
 
     def refill(self, runtime: str) -> None:
         if self.prewarm:
             with self._lock:
-                if self._spare is None:
-                    self._spare = (runtime, _spawn(runtime))
+                if self._spare is None and not self._closed:
+                    self._spare = (runtime, _spawn(runtime, self.settings))
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             spare, self._spare = self._spare, None
+            active = list(self._active)
+        for proc in active:
+            _kill_group(proc)
         if spare is not None:
             _kill_group(spare[1])
             spare[1].communicate()
 
 
 def run_worker(
-    request: dict[str, Any], timeout_s: float, launcher: WorkerLauncher | None = None
+    request: dict[str, Any],
+    timeout_s: float,
+    launcher: WorkerLauncher | None = None,
+    cancelled: threading.Event | None = None,
 ) -> dict[str, Any]:
-    """Run one measurement; returns the worker's JSON (which may carry an ``error``)."""
+    """Run one measurement; returns the worker's JSON (which may carry an ``error``).
+
+    ``cancelled`` set (the client went away) kills the worker at once: a measurement nobody
+    waits for must not hold the board.
+    """
     launcher = launcher or WorkerLauncher(prewarm=False)
     proc = launcher.take(request["runtime"])
     try:
-        return _communicate(proc, request, timeout_s)
+        return _communicate(proc, request, timeout_s, cancelled or threading.Event())
     finally:
-        launcher.refill(request["runtime"])
+        launcher.release(proc)
+        if not (cancelled is not None and cancelled.is_set()):
+            launcher.refill(request["runtime"])
 
 
 def _communicate(
-    proc: subprocess.Popen[str], request: dict[str, Any], timeout_s: float
+    proc: subprocess.Popen[str],
+    request: dict[str, Any],
+    timeout_s: float,
+    cancelled: threading.Event,
 ) -> dict[str, Any]:
-    try:
-        out, err = proc.communicate(json.dumps(request), timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        proc.communicate()
-        raise WorkerFailure(
-            "timeout", f"worker exceeded {timeout_s:.1f} s and was killed"
-        ) from None
+    deadline = time.monotonic() + timeout_s
+    payload: str | None = json.dumps(request)
+    while True:
+        step = min(POLL_S, max(0.0, deadline - time.monotonic()))
+        try:
+            # communicate() may be called again after TimeoutExpired without losing output;
+            # the input is sent only by the first call.
+            out, err = proc.communicate(payload, timeout=step)
+            break
+        except subprocess.TimeoutExpired:
+            payload = None
+            if cancelled.is_set():
+                _kill_group(proc)
+                proc.communicate()
+                raise WorkerFailure("cancelled", "the client went away") from None
+            if time.monotonic() >= deadline:
+                _kill_group(proc)
+                proc.communicate()
+                raise WorkerFailure(
+                    "timeout", f"worker exceeded {timeout_s:.1f} s and was killed"
+                ) from None
     for line in reversed(out.splitlines()):
         if line.startswith(RESULT_MARKER):
             return json.loads(line[len(RESULT_MARKER) :])
@@ -147,12 +238,16 @@ def _power_begin(req: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
 
 def _measure(req: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
     from device_agent import measure as m
 
     runtime = req["runtime"]
     try:
         if runtime == "onnxruntime":
-            import onnxruntime  # noqa: F401
+            import onnxruntime
+
+            _ort_telemetry_off(onnxruntime)
         else:
             import ai_edge_litert.interpreter  # noqa: F401
     except ImportError as exc:
@@ -166,9 +261,18 @@ def _measure(req: dict[str, Any]) -> dict[str, Any]:
         handle, specs, meta = prepare(req["model_path"], int(req.get("threads", 0)), specs)
         timing.load_ms = (time.perf_counter_ns() - t) / 1e6
     except m.ModelLoadError as exc:
+        if _is_out_of_memory(exc):
+            return {"error": "out_of_memory", "message": str(exc)}
         return {"error": "invalid_model", "message": str(exc)}
     except m.BadInputError as exc:
         return {"error": "invalid_request", "message": str(exc)}
+    total = sum(math.prod(s.shape) * np.dtype(m.DTYPES[s.dtype]).itemsize for s in specs)
+    if total > int(req.get("max_input_bytes") or total):
+        return {
+            "error": "too_large",
+            "message": f"the model's inputs take {total} B, over the agent's "
+            f"{req['max_input_bytes']} B limit",
+        }
     fault = req.get("fault", "")
     if fault == "crash":
         os.abort()
@@ -188,7 +292,11 @@ def _measure(req: dict[str, Any]) -> dict[str, Any]:
                 window["mean_w"], window["energy_j"], window["seconds"] = meter.stop()
 
         m.run_budget(call, m.Budget(**req["budget"]), timing, on_window)
+    except MemoryError:
+        raise
     except Exception as exc:  # runtime errors on these inputs (shape/type mismatch)
+        if _is_out_of_memory(exc):
+            return {"error": "out_of_memory", "message": f"inference ran out of memory: {exc}"}
         return {"error": "invalid_request", "message": f"inference failed: {exc}"}
     stats = m.stats_ms(timing.latencies_ms)
     if window:
@@ -213,6 +321,19 @@ def _measure(req: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _ort_telemetry_off(ort: Any) -> None:
+    """onnxruntime's telemetry writes a device id under ~/.cache on some builds: off."""
+    try:
+        ort.disable_telemetry_events()
+    except AttributeError:  # builds without telemetry
+        pass
+
+
+def _is_out_of_memory(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "bad_alloc" in text or "failed to allocate" in text or "out of memory" in text
+
+
 def _preload(runtime: str) -> None:
     """Import what the measurement needs before the request arrives (see WorkerLauncher).
     Import errors are ignored here and reported by ``_measure``."""
@@ -222,21 +343,39 @@ def _preload(runtime: str) -> None:
 
     try:
         if runtime == "onnxruntime":
-            import onnxruntime  # noqa: F401
+            import onnxruntime
+
+            _ort_telemetry_off(onnxruntime)
         elif runtime == "litert":
             import ai_edge_litert.interpreter  # noqa: F401
     except ImportError:
         pass
 
 
-def main() -> int:
-    if len(sys.argv) == 3 and sys.argv[1] == "--preload":
-        _preload(sys.argv[2])
+def _limit_address_space(max_bytes: int) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        max_bytes = min(max_bytes, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (max_bytes, hard))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    opts = dict(zip(args[::2], args[1::2], strict=False))
+    if "--max-address-space" in opts:  # first, so that imports count against it too
+        _limit_address_space(int(opts["--max-address-space"]))
+    if "--preload" in opts:
+        _preload(opts["--preload"])
     raw = sys.stdin.read()
     if not raw:  # the agent went away before sending a request (spare worker): just exit
         return 0
     req = json.loads(raw)
-    result = _measure(req)
+    try:
+        result = _measure(req)
+    except MemoryError:
+        result = {"error": "out_of_memory", "message": "the worker ran out of memory"}
     sys.stdout.write(RESULT_MARKER + json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0

@@ -72,13 +72,32 @@ STATUS_TO_CODE: dict[grpc.StatusCode, tuple[str, bool]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: ("timeout", False),
 }
 
+# The agent's ErrorCode, one to one (protos/hadmc_device.proto): (host code, retryable).
+# MISSING_CHUNKS is handled apart (re-upload); BUSY is worth a retry after a back-off.
+CODE_OF_ERROR: dict[int, tuple[str, bool]] = {
+    pb.INVALID_MODEL: ("invalid_model", False),
+    pb.HASH_MISMATCH: ("hash_mismatch", False),
+    pb.INVALID_REQUEST: ("invalid_request", False),
+    pb.TOO_LARGE: ("too_large", False),
+    pb.BUSY: ("busy", True),
+    pb.DISK_FULL: ("disk_full", False),
+    pb.MISSING_CHUNKS: ("internal", False),
+    pb.RUNTIME_UNAVAILABLE: ("runtime_unavailable", False),
+    pb.WORKER_CRASHED: ("crashed", False),
+    pb.WORKER_TIMEOUT: ("timeout", False),
+    pb.UNAUTHENTICATED_TOKEN: ("unauthenticated", False),
+    pb.INTERNAL: ("internal", False),
+}
+
 
 class MissingChunksError(Exception):
     """Profile said FAILED_PRECONDITION: chunks of the manifest are not in the agent's cache."""
 
-    def __init__(self, missing: list[str]) -> None:
-        super().__init__(f"{len(missing)} chunks missing on the device")
-        self.missing = missing
+    def __init__(self, missing: list[str], count: int = 0) -> None:
+        count = max(count, len(missing))  # agents before missing_count sent the full list
+        super().__init__(f"{count} chunks missing on the device")
+        self.missing = missing  # a sample
+        self.count = count
 
 
 def _one_line(text: str) -> str:
@@ -114,7 +133,7 @@ def map_rpc_error(err: grpc.RpcError, address: str, what: str) -> DeviceError | 
         and perr is not None
         and perr.code == pb.MISSING_CHUNKS
     ):
-        return MissingChunksError(list(perr.missing_sha256))
+        return MissingChunksError(list(perr.missing_sha256), perr.missing_count)
     if perr is not None and perr.code == pb.RUNTIME_UNAVAILABLE:
         return DeviceError("runtime_unavailable", f"{address}: {what}: {message}")
     if status == grpc.StatusCode.UNAVAILABLE:
@@ -136,7 +155,12 @@ def map_rpc_error(err: grpc.RpcError, address: str, what: str) -> DeviceError | 
             f"no answer from device agent at {address} ({what}: {message})",
             retryable=True,
         )
-    code, retryable = STATUS_TO_CODE.get(status, ("internal", False))
+    if perr is not None and perr.code in CODE_OF_ERROR:
+        code, retryable = CODE_OF_ERROR[perr.code]
+    elif status == grpc.StatusCode.RESOURCE_EXHAUSTED and "concurrent rpc limit" in message.lower():
+        code, retryable = "busy", True  # gRPC's own flood guard answers without a trailer
+    else:
+        code, retryable = STATUS_TO_CODE.get(status, ("internal", False))
     if code == "unauthenticated":
         message = f"{message} (pass the agent's token with --token)"
     return DeviceError(code, f"{address}: {what} failed: {message}", retryable=retryable)
@@ -302,9 +326,10 @@ class RemoteDevice(Device):
             result = self._rpc("Profile", self._stub.Profile, request, deadline_s)
         except MissingChunksError as exc:
             # Evicted from the agent's LRU cache between upload and Profile (another host's
-            # upload, or a restart): send the named chunks again, once, and retry.
-            log.info("%s lost %d chunks; re-uploading once", self.address, len(exc.missing))
-            sent += self._send_chunks(data, manifest, set(exc.missing))
+            # upload, a restart, a damaged chunk dropped): the trailer holds only a sample of
+            # the hashes, so ask MissingChunks for the full list, send those, retry once.
+            log.info("%s lost chunks (%s); re-uploading once", self.address, exc)
+            sent += self.upload(data, manifest)
             try:
                 result = self._rpc("Profile", self._stub.Profile, request, deadline_s)
             except MissingChunksError as again:

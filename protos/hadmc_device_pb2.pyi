@@ -42,6 +42,8 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     UNAUTHENTICATED_TOKEN: _ClassVar[ErrorCode]
     INVALID_REQUEST: _ClassVar[ErrorCode]
     INTERNAL: _ClassVar[ErrorCode]
+    BUSY: _ClassVar[ErrorCode]
+    DISK_FULL: _ClassVar[ErrorCode]
 MODEL_FORMAT_UNSPECIFIED: ModelFormat
 ONNX: ModelFormat
 TFLITE: ModelFormat
@@ -66,6 +68,8 @@ WORKER_TIMEOUT: ErrorCode
 UNAUTHENTICATED_TOKEN: ErrorCode
 INVALID_REQUEST: ErrorCode
 INTERNAL: ErrorCode
+BUSY: ErrorCode
+DISK_FULL: ErrorCode
 
 class GetInfoRequest(_message.Message):
     __slots__ = ()
@@ -318,11 +322,13 @@ class ProfileResult(_message.Message):
     def __init__(self, model_sha256: _Optional[str] = ..., load_ms: _Optional[float] = ..., first_inference_ms: _Optional[float] = ..., warmup_runs: _Optional[int] = ..., latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., peak_memory_bytes: _Optional[int] = ..., peak_memory_method: _Optional[str] = ..., power: _Optional[_Union[PowerResult, _Mapping]] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ...) -> None: ...
 
 class ProfileError(_message.Message):
-    __slots__ = ("code", "message", "missing_sha256")
+    __slots__ = ("code", "message", "missing_sha256", "missing_count")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     MISSING_SHA256_FIELD_NUMBER: _ClassVar[int]
+    MISSING_COUNT_FIELD_NUMBER: _ClassVar[int]
     code: ErrorCode
     message: str
     missing_sha256: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., message: _Optional[str] = ..., missing_sha256: _Optional[_Iterable[str]] = ...) -> None: ...
+    missing_count: int
+    def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., message: _Optional[str] = ..., missing_sha256: _Optional[_Iterable[str]] = ..., missing_count: _Optional[int] = ...) -> None: ...

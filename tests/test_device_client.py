@@ -25,7 +25,7 @@ from protos import ERROR_TRAILER_KEY
 from protos import hadmc_device_pb2 as pb
 from protos import hadmc_device_pb2_grpc as pb_grpc
 
-TOKEN = "test-token-123"
+TOKEN = "test-token-123-abcdef"
 # Short budgets: these tests check plumbing and sanity, not speed.
 FAST = MeasureOptions(
     threads=1,
@@ -225,7 +225,10 @@ def scripted():
         (grpc.StatusCode.ABORTED, pb.WORKER_CRASHED, "crashed", False),
         (grpc.StatusCode.DEADLINE_EXCEEDED, pb.WORKER_TIMEOUT, "timeout", False),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, pb.TOO_LARGE, "too_large", False),
-        (grpc.StatusCode.INVALID_ARGUMENT, pb.HASH_MISMATCH, "invalid_model", False),
+        (grpc.StatusCode.INVALID_ARGUMENT, pb.HASH_MISMATCH, "hash_mismatch", False),
+        (grpc.StatusCode.INVALID_ARGUMENT, pb.INVALID_REQUEST, "invalid_request", False),
+        (grpc.StatusCode.INVALID_ARGUMENT, pb.INVALID_MODEL, "invalid_model", False),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, pb.DISK_FULL, "disk_full", False),
         (grpc.StatusCode.UNAUTHENTICATED, pb.UNAUTHENTICATED_TOKEN, "unauthenticated", False),
         (grpc.StatusCode.UNAVAILABLE, pb.RUNTIME_UNAVAILABLE, "runtime_unavailable", False),
         (grpc.StatusCode.INTERNAL, pb.INTERNAL, "internal", False),

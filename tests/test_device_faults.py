@@ -61,6 +61,6 @@ def test_fault_switch_is_refused_on_a_non_loopback_bind(monkeypatch, capsys) -> 
     from device_agent.worker import FAULT_ENV
 
     monkeypatch.setenv(FAULT_ENV, "1")
-    assert main(["--host", "0.0.0.0", "--token", "t", "--port", "0"]) == 2
+    assert main(["--host", "0.0.0.0", "--token", "t" * 16, "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert FAULT_ENV in err and "refusing to bind 0.0.0.0" in err

@@ -1,0 +1,141 @@
+"""Validation of a ProfileRequest, and the worker request built from it.
+
+Every field a client sends is checked against a range before the agent acts on it: enums
+must name a known value, time budgets must be finite and at most ``MAX_SECONDS``, shapes
+concrete, input bytes bounded, threads capped at the board's cores. A request that fails gets
+INVALID_REQUEST or TOO_LARGE with a sentence saying which field; nothing reaches the worker
+unchecked.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from device_agent import runtimes, sysinfo
+from device_agent.errors import AgentError
+from device_agent.storage import max_manifest_chunks
+from protos import hadmc_device_pb2 as pb
+
+DTYPE_NAMES = {
+    pb.FLOAT32: "float32",
+    pb.FLOAT16: "float16",
+    pb.INT8: "int8",
+    pb.UINT8: "uint8",
+    pb.INT32: "int32",
+    pb.INT64: "int64",
+}
+DTYPE_ENUMS = {v: k for k, v in DTYPE_NAMES.items()}
+DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1, "uint8": 1, "int32": 4, "int64": 8}
+MAX_SECONDS = 2_147_483.0  # 2**31 ms (24.8 days): longer overflows int32 milliseconds
+MAX_INPUTS = 64
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The agent's own limits, which no request can raise."""
+
+    max_model_bytes: int
+    cache_capacity_bytes: int
+    max_input_bytes: int
+    worker_timeout_s: float
+    default_max_seconds: float
+
+
+def check_request(req: pb.ProfileRequest, limits: Limits) -> tuple[runtimes.RuntimeStatus, int]:
+    """The runtime's status and the model format, or AgentError naming the bad field."""
+    if req.runtime not in runtimes.RUNTIMES:
+        raise AgentError(pb.INVALID_REQUEST, f"unknown runtime {req.runtime}")
+    if req.format and req.format not in pb.ModelFormat.values():
+        raise AgentError(pb.INVALID_REQUEST, f"unknown model format {req.format}")
+    fmt = req.format or runtimes.FORMAT_OF_RUNTIME[req.runtime]
+    if fmt != runtimes.FORMAT_OF_RUNTIME[req.runtime]:
+        raise AgentError(
+            pb.INVALID_REQUEST,
+            f"{pb.Runtime.Name(req.runtime)} does not run {pb.ModelFormat.Name(fmt)} models",
+        )
+    if req.model.size_bytes > limits.max_model_bytes:
+        raise AgentError(
+            pb.TOO_LARGE,
+            f"model of {req.model.size_bytes} B over the {limits.max_model_bytes} B limit",
+        )
+    if req.model.size_bytes > limits.cache_capacity_bytes:
+        raise AgentError(pb.TOO_LARGE, "model larger than the chunk cache")
+    if len(req.model.chunks) > max_manifest_chunks(limits.max_model_bytes):
+        raise AgentError(pb.TOO_LARGE, f"manifest names {len(req.model.chunks)} chunks")
+    budgets = {
+        "warmup_min_seconds": req.warmup_min_seconds,
+        "min_seconds": req.min_seconds,
+        "max_seconds": req.max_seconds,
+        "timeout_seconds": req.timeout_seconds,
+    }
+    for name, value in budgets.items():
+        if not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
+            raise AgentError(
+                pb.INVALID_REQUEST, f"{name} must be between 0 and {MAX_SECONDS:.0f} s: {value}"
+            )
+    if len(req.inputs) > MAX_INPUTS:
+        raise AgentError(pb.INVALID_REQUEST, f"{len(req.inputs)} inputs (at most {MAX_INPUTS})")
+    total = 0
+    for spec in req.inputs:
+        if spec.dtype and spec.dtype not in DTYPE_NAMES:
+            raise AgentError(pb.INVALID_REQUEST, f"unsupported input dtype {spec.dtype}")
+        if not spec.shape or any(d <= 0 for d in spec.shape):
+            raise AgentError(pb.INVALID_REQUEST, f"input shape must be concrete: {spec.shape}")
+        total += math.prod(spec.shape) * DTYPE_BYTES[DTYPE_NAMES.get(spec.dtype, "float32")]
+    if total > limits.max_input_bytes:
+        raise AgentError(
+            pb.TOO_LARGE,
+            f"inputs of {total} B in all over the agent's {limits.max_input_bytes} B limit",
+        )
+    status = runtimes.detect(req.runtime)
+    if not status.available:
+        raise AgentError(
+            pb.RUNTIME_UNAVAILABLE,
+            f"{status.spec.name} is not available on this board: {status.unavailable_reason}",
+        )
+    return status, fmt
+
+
+def timeout_s(req: pb.ProfileRequest, limits: Limits) -> float:
+    """The worker's wall-clock limit: the request's, never above the agent's."""
+    return min(req.timeout_seconds or limits.worker_timeout_s, limits.worker_timeout_s)
+
+
+def threads(req: pb.ProfileRequest) -> int:
+    """Intra-op threads, capped at the board's logical cores (0 keeps the runtime default)."""
+    logical, _ = sysinfo.cores()
+    return min(req.threads, max(1, logical))
+
+
+def worker_request(
+    req: pb.ProfileRequest,
+    limits: Limits,
+    path: Path,
+    runtime_name: str,
+    sysfs_root: Path,
+    fault: str = "",
+) -> dict[str, Any]:
+    max_s = req.max_seconds or limits.default_max_seconds
+    return {
+        "model_path": str(path),
+        "runtime": runtime_name,
+        "threads": threads(req),
+        "inputs": [
+            {"name": s.name, "shape": list(s.shape), "dtype": DTYPE_NAMES.get(s.dtype, "")}
+            for s in req.inputs
+        ],
+        "max_input_bytes": limits.max_input_bytes,
+        "budget": {
+            "warmup_runs": req.warmup_runs,
+            "warmup_min_seconds": req.warmup_min_seconds,
+            "min_runs": max(1, req.min_runs),
+            "min_seconds": req.min_seconds,
+            "max_seconds": max(max_s, req.min_seconds),
+        },
+        "read_power": req.read_power,
+        "sysfs_root": str(sysfs_root),
+        "fault": fault,
+    }
