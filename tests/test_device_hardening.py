@@ -150,9 +150,7 @@ def test_row3_health_under_load_and_abandoned_calls_are_cancelled(agent: Agent) 
         return
         yield  # pragma: no cover
 
-    upload_futures = [
-        agent.stub().UploadChunks.future(never_ends(), timeout=15) for _ in range(40)
-    ]
+    upload_futures = [agent.stub().UploadChunks.future(never_ends(), timeout=15) for _ in range(40)]
     with ThreadPoolExecutor(50) as pool:
         profiles = [
             pool.submit(
@@ -319,9 +317,11 @@ def test_row9_damaged_chunk_after_power_loss_is_repaired_by_reupload(tmp_path: P
     (tmp_path / "chunks" / victim[:2] / victim).write_bytes(b"")
     b = start_agent(tmp_path)
     try:
-        missing = b.stub().MissingChunks(
-            pb.MissingChunksRequest(sha256=[c.sha256 for c in manifest.chunks])
-        ).missing_sha256
+        missing = (
+            b.stub()
+            .MissingChunks(pb.MissingChunksRequest(sha256=[c.sha256 for c in manifest.chunks]))
+            .missing_sha256
+        )
         assert list(missing) == [victim]  # dropped at start-up, not "present" for ever
         upload(b, data)
         assert b.stub().Profile(profile_request(manifest), timeout=60).latency.n >= 10
