@@ -27,16 +27,10 @@ import grpc
 
 from device_agent import __version__, power, runtimes, security, sysinfo, validation
 from device_agent.errors import AgentError
+from device_agent.launcher import POLL_S, WorkerFailure, WorkerLauncher, WorkerSettings, run_worker
 from device_agent.storage import ChunkStore, max_manifest_chunks
 from device_agent.uploads import UploadSlots, idle_bounded
-from device_agent.worker import (
-    FAULT_ENV,
-    POLL_S,
-    WorkerFailure,
-    WorkerLauncher,
-    WorkerSettings,
-    run_worker,
-)
+from device_agent.worker import FAULT_ENV
 from protos import ERROR_TRAILER_KEY
 from protos import hadmc_device_pb2 as pb
 from protos import hadmc_device_pb2_grpc as pb_grpc
