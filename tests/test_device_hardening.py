@@ -27,6 +27,7 @@ from agent_helpers import (
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from protos import hadmc_device_pb2 as pb
+from protos import hadmc_device_pb2_grpc as pb_grpc
 
 TOKEN = "hardening-token-0123456789"
 
@@ -283,6 +284,17 @@ def test_row6_unauthenticated_big_calls_are_not_buffered(tmp_path: Path) -> None
         small = pb.GetInfoRequest()
         info = a.stub().GetInfo(small, metadata=a.metadata(), timeout=5)
         assert info.token_required
+        # Row 5, second half: a MissingChunks reply naming 70,000 chunks (~4.6 MB, a ~70 MiB
+        # model of 1 KiB chunks) is over gRPC's default 4 MiB send limit; the agent's send
+        # limit fits its own model limit.
+        hashes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(70_000)]
+        from host.device_client import CHANNEL_OPTIONS  # the host's client, as it connects
+
+        channel = grpc.insecure_channel(a.address, options=CHANNEL_OPTIONS)
+        reply = pb_grpc.DeviceAgentStub(channel).MissingChunks(
+            pb.MissingChunksRequest(sha256=hashes), metadata=a.metadata(), timeout=30
+        )
+        assert len(reply.missing_sha256) == 70_000
     finally:
         a.stop()
 
