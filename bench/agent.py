@@ -1,9 +1,11 @@
 """Device-agent benchmark over loopback, against a real ``python -m device_agent`` process.
 
 Measures:
-- overhead of one Profile call beyond its timed runs: client wall time minus the timed window
-  (worker start + runtime import + load + first inference + warm-up + transport), for the
-  agent's first call (cold worker) and for calls 2 s apart (spare worker ready, as in a search);
+- overhead of one Profile call beyond its warm-up and timed windows: client wall time minus
+  both (fork of the zygote worker + load + first inference + transport), for the agent's first
+  call (cold: the zygote imports the runtime) and for calls 2 s apart, as in a search;
+- ``overhead_ms_median``: the same for back-to-back small calls (a ~16 KB model, no warm-up,
+  5 timed runs), against the 50 ms target;
 - agent cold start (process start to the LISTENING line) and idle RSS;
 - bytes sent for a full upload vs an incremental one (same model, one conv layer changed;
   chunks from ``hadmc.chunking.chunk_bytes``);
@@ -44,6 +46,31 @@ BUDGET = {  # DESIGN §5 search defaults
     "max_seconds": 10.0,
 }
 HW = 64  # input 3x64x64: ~1 ms per call on one x86 core, like the demo models
+# The issue's small call: a ~16 KB model, no warm-up, 5 timed runs, calls back to back.
+SMALL_BUDGET = {
+    "warmup_runs": 0,
+    "warmup_min_seconds": 0.0,
+    "min_runs": 5,
+    "min_seconds": 0.0,
+    "max_seconds": 10.0,
+}
+SMALL_CALLS = 40
+OVERHEAD_TARGET_MS = 50.0
+
+
+def small_call_overheads(agent) -> tuple[list[float], int]:  # noqa: ANN001
+    """Overhead (client wall minus warm-up and timed windows) of back-to-back small calls."""
+    data = onnx_cnn(seed=1, channels=12, hw=16)
+    manifest, _ = upload(agent, data)
+    stub, out = agent.stub(), []
+    for i in range(SMALL_CALLS + 1):
+        t0 = time.perf_counter()
+        r = stub.Profile(profile_request(manifest, **SMALL_BUDGET))
+        wall = time.perf_counter() - t0
+        window = r.provenance.window_end_unix - r.provenance.window_start_unix
+        if i:  # call 0 may start the zygote
+            out.append((wall - window - r.warmup_ms / 1000) * 1000)
+    return out, len(data)
 
 
 def direct_p50_ms(data: bytes) -> float:
@@ -116,11 +143,13 @@ def main() -> int:
                 r = stub.Profile(profile_request(manifest, **BUDGET))
                 wall = time.perf_counter() - t0
                 window = r.provenance.window_end_unix - r.provenance.window_start_unix
+                window += r.warmup_ms / 1000  # overhead is what lies beyond warm-up + timed runs
                 phases.append(
                     {
                         "cold_worker": i == 0,
                         "wall_ms": wall * 1000,
                         "window_ms": window * 1000,
+                        "warmup_ms": r.warmup_ms,
                         "overhead_ms": (wall - window) * 1000,
                         "load_ms": r.load_ms,
                         "first_inference_ms": r.first_inference_ms,
@@ -136,18 +165,25 @@ def main() -> int:
                 overheads.append((wall - window) * 1000)
                 p50s.append(r.latency.p50_ms)
                 direct.append(direct_p50_ms(data))  # interleaved: same machine load
+            small, small_bytes = small_call_overheads(agent)
+            out["overhead_ms_median"] = statistics.median(small)
+            out["small_calls"] = {
+                "model_bytes": small_bytes,
+                "budget": SMALL_BUDGET,
+                "overhead_ms": small,
+                "overhead_ms_p90": sorted(small)[int(0.9 * len(small))],
+                "target_ms": OVERHEAD_TARGET_MS,
+            }
             time.sleep(2.0)
             spare = psutil.Process(agent.proc.pid).children()
             out["spare_worker_rss_mb"] = sum(c.memory_info().rss for c in spare) / 2**20
         finally:
             agent.stop()
     overhead = statistics.median(overheads)
-    warmup_ms = BUDGET["warmup_min_seconds"] * 1000
-    out["profile_overhead_ms"] = {
+    out["profile_overhead_ms"] = {  # beyond the warm-up and timed windows
         "cold_worker_first_call": phases[0]["overhead_ms"],
         "median": overhead,
         "all": overheads,
-        "median_excluding_warmup_budget": overhead - warmup_ms,
         "calls": phases,
     }
     ratios = [a / d for a, d in zip(p50s, direct, strict=True)]
@@ -166,11 +202,15 @@ def main() -> int:
     ub = out["upload_bytes"]
     rows = [
         ("Profile overhead, first call, cold worker (ms)", f"{phases[0]['overhead_ms']:.0f}"),
-        ("Profile overhead beyond timed runs (ms)", f"{overhead:.0f}"),
-        ("  ... minus the 0.5 s warm-up budget (ms)", f"{overhead - warmup_ms:.0f}"),
+        ("Profile overhead beyond warm-up + timed runs (ms)", f"{overhead:.0f}"),
+        (
+            f"small call overhead, median of {SMALL_CALLS} (ms)",
+            f"{out['overhead_ms_median']:.1f} (target <= {OVERHEAD_TARGET_MS:.0f})",
+        ),
+        ("small call overhead, p90 (ms)", f"{out['small_calls']['overhead_ms_p90']:.1f}"),
         ("cold start to LISTENING (s)", f"{out['cold_start_s']['median']:.2f}"),
         ("idle RSS (MB)", f"{out['idle_rss_mb']['median']:.1f}"),
-        ("spare pre-warmed worker RSS (MB)", f"{out['spare_worker_rss_mb']:.1f}"),
+        ("zygote worker RSS (MB)", f"{out['spare_worker_rss_mb']:.1f}"),
         ("full upload (B)", f"{ub['full']}"),
         ("same model again (B)", f"{ub['same_model_again']}"),
         ("one layer changed (B)", f"{ub['one_layer_changed']}"),

@@ -65,6 +65,7 @@ class Timing:
     load_ms: float = 0.0
     first_inference_ms: float = 0.0
     warmup_runs: int = 0
+    warmup_ms: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     window_start_unix: float = 0.0
     window_end_unix: float = 0.0
@@ -129,6 +130,7 @@ def run_budget(call: Any, budget: Budget, timing: Timing, on_window: Any = None)
             break
         call()
         timing.warmup_runs += 1
+    timing.warmup_ms = (time.perf_counter() - t_warm) * 1000
     lat = timing.latencies_ms
     if on_window:
         on_window("start")

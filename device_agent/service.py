@@ -290,6 +290,7 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
             load_ms=out["load_ms"],
             first_inference_ms=out["first_inference_ms"],
             warmup_runs=out["warmup_runs"],
+            warmup_ms=out.get("warmup_ms", 0.0),
             latency=pb.LatencyStats(**out["latency"]),
             peak_memory_bytes=out["peak_memory_bytes"],
             peak_memory_method=out["peak_memory_method"],

@@ -300,7 +300,7 @@ class Provenance(_message.Message):
     def __init__(self, agent_version: _Optional[str] = ..., hostname: _Optional[str] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., threads: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., cpu_governor: _Optional[str] = ..., cpu_temperature_c: _Optional[float] = ..., queue_wait_seconds: _Optional[float] = ..., window_start_unix: _Optional[float] = ..., window_end_unix: _Optional[float] = ..., execution_provider: _Optional[str] = ...) -> None: ...
 
 class ProfileResult(_message.Message):
-    __slots__ = ("model_sha256", "load_ms", "first_inference_ms", "warmup_runs", "latency", "peak_memory_bytes", "peak_memory_method", "power", "provenance")
+    __slots__ = ("model_sha256", "load_ms", "first_inference_ms", "warmup_runs", "latency", "peak_memory_bytes", "peak_memory_method", "power", "provenance", "warmup_ms")
     MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     LOAD_MS_FIELD_NUMBER: _ClassVar[int]
     FIRST_INFERENCE_MS_FIELD_NUMBER: _ClassVar[int]
@@ -310,6 +310,7 @@ class ProfileResult(_message.Message):
     PEAK_MEMORY_METHOD_FIELD_NUMBER: _ClassVar[int]
     POWER_FIELD_NUMBER: _ClassVar[int]
     PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    WARMUP_MS_FIELD_NUMBER: _ClassVar[int]
     model_sha256: str
     load_ms: float
     first_inference_ms: float
@@ -319,7 +320,8 @@ class ProfileResult(_message.Message):
     peak_memory_method: str
     power: PowerResult
     provenance: Provenance
-    def __init__(self, model_sha256: _Optional[str] = ..., load_ms: _Optional[float] = ..., first_inference_ms: _Optional[float] = ..., warmup_runs: _Optional[int] = ..., latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., peak_memory_bytes: _Optional[int] = ..., peak_memory_method: _Optional[str] = ..., power: _Optional[_Union[PowerResult, _Mapping]] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ...) -> None: ...
+    warmup_ms: float
+    def __init__(self, model_sha256: _Optional[str] = ..., load_ms: _Optional[float] = ..., first_inference_ms: _Optional[float] = ..., warmup_runs: _Optional[int] = ..., latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., peak_memory_bytes: _Optional[int] = ..., peak_memory_method: _Optional[str] = ..., power: _Optional[_Union[PowerResult, _Mapping]] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ..., warmup_ms: _Optional[float] = ...) -> None: ...
 
 class ProfileError(_message.Message):
     __slots__ = ("code", "message", "missing_sha256", "missing_count")
