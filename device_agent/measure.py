@@ -44,6 +44,10 @@ class BadInputError(Exception):
     """The requested inputs do not fit the model."""
 
 
+class TargetUnavailableError(Exception):
+    """The requested execution provider / delegate did not initialise on this board."""
+
+
 @dataclass
 class Budget:
     warmup_runs: int = 10
@@ -150,9 +154,15 @@ def run_budget(call: Any, budget: Budget, timing: Timing, on_window: Any = None)
 
 
 def prepare_ort(
-    path: str, threads: int, inputs: list[InputSpec]
+    path: str,
+    threads: int,
+    inputs: list[InputSpec],
+    provider: str = "CPUExecutionProvider",
+    options: dict[str, str] | None = None,
 ) -> tuple[Any, list[InputSpec], dict[str, Any]]:
-    """Create the ORT session (load is timed by the caller) and resolve input specs."""
+    """Create the ORT session on ``provider`` (CPU as the fallback for the nodes it lacks);
+    load is timed by the caller. Refuses when the provider did not register: onnxruntime
+    would otherwise run everything on the CPU and the result would be mislabelled."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -160,16 +170,65 @@ def prepare_ort(
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    providers: list[Any] = [(provider, dict(options or {}))]
+    if provider != "CPUExecutionProvider":
+        providers.append("CPUExecutionProvider")
     try:
-        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(path, opts, providers=providers)
     except Exception as exc:  # ORT raises several types (Fail, InvalidGraph, ...)
         raise ModelLoadError(f"onnxruntime could not load the model: {exc}") from exc
+    if provider not in sess.get_providers():
+        raise TargetUnavailableError(
+            f"{provider} did not initialise (onnxruntime fell back to {sess.get_providers()})"
+        )
     model_inputs = sess.get_inputs()
     resolved = _resolve(
         [(i.name, list(i.shape), ORT_DTYPES.get(i.type, "")) for i in model_inputs], inputs
     )
     meta = {"runtime_version": ort.__version__, "execution_provider": sess.get_providers()[0]}
     return sess, resolved, meta
+
+
+def node_placement(
+    path: str, provider: str, options: dict[str, str], specs: list[InputSpec]
+) -> dict[str, int]:
+    """Nodes per execution provider, from one profiled run of a second session.
+
+    onnxruntime's profile lists every node it ran with its provider; that is the only
+    public record of which nodes an accelerator took and which fell back to the CPU. It is
+    taken after the timed window, on a separate session, so profiling never perturbs timing.
+    """
+    import json as _json
+    import os
+    import tempfile
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.enable_profiling = True
+    opts.profile_file_prefix = os.path.join(tempfile.gettempdir(), "hadmc-placement")
+    providers: list[Any] = [(provider, dict(options))]
+    if provider != "CPUExecutionProvider":
+        providers.append("CPUExecutionProvider")
+    sess = ort.InferenceSession(path, opts, providers=providers)
+    rng = np.random.default_rng(0)
+    sess.run(None, {s.name: random_input(s, rng) for s in specs})
+    trace = sess.end_profiling()
+    try:
+        with open(trace) as fh:
+            events = _json.load(fh)
+    finally:
+        os.unlink(trace)
+    nodes: dict[str, str] = {}
+    for ev in events:
+        args = ev.get("args") or {}
+        if ev.get("cat") == "Node" and "provider" in args:
+            nodes[ev["name"].rsplit("_kernel_time", 1)[0]] = args["provider"]
+    counts: dict[str, int] = {}
+    for prov in nodes.values():
+        counts[prov] = counts.get(prov, 0) + 1
+    return counts
 
 
 def _resolve(model: list[tuple[str, list[Any], str]], req: list[InputSpec]) -> list[InputSpec]:
@@ -192,12 +251,20 @@ def _resolve(model: list[tuple[str, list[Any], str]], req: list[InputSpec]) -> l
 
 
 def prepare_litert(
-    path: str, threads: int, inputs: list[InputSpec]
+    path: str, threads: int, inputs: list[InputSpec], delegate: str = ""
 ) -> tuple[Any, list[InputSpec], dict[str, Any]]:
     from ai_edge_litert import interpreter as litert
 
+    delegates = []
+    if delegate:
+        try:
+            delegates = [litert.load_delegate(delegate)]
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise TargetUnavailableError(f"{delegate} does not load: {exc}") from exc
     try:
-        interp = litert.Interpreter(model_path=path, num_threads=threads or None)
+        interp = litert.Interpreter(
+            model_path=path, num_threads=threads or None, experimental_delegates=delegates
+        )
         details = interp.get_input_details()
         resolved = _resolve(
             [
@@ -215,7 +282,8 @@ def prepare_litert(
     except Exception as exc:  # LiteRT raises ValueError/RuntimeError on bad models
         raise ModelLoadError(f"LiteRT could not load the model: {exc}") from exc
     version = getattr(litert, "__version__", "") or _dist_version("ai-edge-litert")
-    meta = {"runtime_version": version, "execution_provider": "builtin (XNNPACK default delegate)"}
+    provider = delegate or "builtin (XNNPACK default delegate)"
+    meta = {"runtime_version": version, "execution_provider": provider}
     return interp, resolved, meta
 
 

@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 import grpc
 
-from device_agent import __version__, power, runtimes, security, sysinfo, validation
+from device_agent import __version__, power, runtimes, security, sysinfo, targets, validation
 from device_agent.errors import AgentError
 from device_agent.launcher import POLL_S, WorkerFailure, WorkerLauncher, WorkerSettings, run_worker
 from device_agent.storage import ChunkStore, max_manifest_chunks
@@ -130,6 +130,23 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
             max_address_space_bytes=config.worker_memory_bytes,
         )
         self.launcher = WorkerLauncher(config.prewarm_worker, settings)
+        # Which accelerators load is probed once, in a subprocess, at start-up; measurements
+        # wait for it, so the probe's imports never overlap a timed window.
+        self._probe: targets.Probe | None = None
+        self._probed = threading.Event()
+        threading.Thread(
+            target=self._run_probe, args=(settings.env(),), name="probe", daemon=True
+        ).start()
+
+    def _run_probe(self, env: dict[str, str]) -> None:
+        try:
+            self._probe = targets.probe(env)
+        finally:
+            self._probed.set()
+
+    def probe(self, wait_s: float) -> targets.Probe | None:
+        self._probed.wait(wait_s)
+        return self._probe
 
     def close(self) -> None:
         """Kill the measuring worker and the spare, if any; mark the cache clean."""
@@ -172,6 +189,16 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
             )
         for r in power.discover(self.config.sysfs_root):
             info.power_sources.add(kind=r.kind, path=r.path, readable=r.readable, detail=r.detail)
+        found = self.probe(wait_s=5.0)
+        for t in targets.TARGETS.values():
+            ok, detail = found.status.get(t.name, (False, "")) if found else (False, "probing")
+            info.targets.add(
+                target=t.name,
+                available=ok,
+                detail=detail,
+                precisions=list(t.precisions),
+                options=list(t.options),
+            )
         return info
 
     # -- chunks ----------------------------------------------------------------------------
@@ -221,13 +248,21 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
     def _acquire_measure_lock(self, cancelled: threading.Event) -> float:
         """Wait for the measuring slot; seconds waited. A client that leaves stops waiting."""
         t_queue = time.perf_counter()
+        while not self._probed.wait(POLL_S):  # the start-up probe imports runtimes
+            if cancelled.is_set():
+                raise AgentError(pb.INTERNAL, "cancelled by the client while queued")
         while not self._measure_lock.acquire(timeout=POLL_S):
             if cancelled.is_set():
                 raise AgentError(pb.INTERNAL, "cancelled by the client while queued")
         return time.perf_counter() - t_queue
 
     def _profile(self, req: pb.ProfileRequest, cancelled: threading.Event) -> pb.ProfileResult:
-        status, fmt = validation.check_request(req, self.limits)
+        status, fmt, target = validation.check_request(req, self.limits)
+        if target.accelerator != targets.DEFAULT_ACCELERATOR[target.runtime]:
+            found = self.probe(wait_s=60.0)
+            if found is None:
+                raise AgentError(pb.INTERNAL, "the accelerator probe did not finish")
+            found.require(target)
         fd, tmp = tempfile.mkstemp(dir=self.models_dir, suffix=".model")
         os.close(fd)
         path = Path(tmp)
@@ -235,7 +270,7 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
             self.store.assemble(req.model, path, self.config.max_model_bytes)
             security.check_model(path, fmt)
             wreq = validation.worker_request(
-                req, self.limits, path, status.spec.name, self.config.sysfs_root, self._fault(req)
+                req, self.limits, path, target, self.config.sysfs_root, self._fault(req)
             )
             queue_wait_s = self._acquire_measure_lock(cancelled)
             try:
@@ -252,7 +287,7 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
             if out["error"] == "out_of_memory":
                 raise AgentError(pb.TOO_LARGE, self._oom_message(out["message"]))
             raise AgentError(WORKER_ERRORS.get(out["error"], pb.INTERNAL), out["message"])
-        return self._result(req, status, out, queue_wait_s)
+        return self._result(req, status, target, out, queue_wait_s)
 
     def _oom_message(self, detail: str) -> str:
         limit = self.config.worker_memory_bytes
@@ -263,6 +298,7 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
         self,
         req: pb.ProfileRequest,
         status: runtimes.RuntimeStatus,
+        target: targets.Target,
         out: dict[str, Any],
         queue_wait_s: float,
     ) -> pb.ProfileResult:
@@ -277,7 +313,14 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
             window_start_unix=out["window_start_unix"],
             window_end_unix=out["window_end_unix"],
             execution_provider=out.get("execution_provider", ""),
+            target=target.name,
+            provider_options=dict(req.provider_options),
         )
+        placement = out.get("nodes_per_provider") or {}
+        prov.nodes_per_provider.update(placement)
+        if placement:
+            on_cpu = placement.get("CPUExecutionProvider", 0)
+            prov.cpu_fallback_fraction = on_cpu / max(1, sum(placement.values()))
         temp = sysinfo.cpu_temperature_c(self.config.sysfs_root)
         if temp is not None:
             prov.cpu_temperature_c = temp

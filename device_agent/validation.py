@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from device_agent import runtimes, sysinfo
+from device_agent import runtimes, sysinfo, targets
 from device_agent.errors import AgentError
 from device_agent.storage import max_manifest_chunks
 from protos import hadmc_device_pb2 as pb
@@ -44,8 +44,11 @@ class Limits:
     default_max_seconds: float
 
 
-def check_request(req: pb.ProfileRequest, limits: Limits) -> tuple[runtimes.RuntimeStatus, int]:
-    """The runtime's status and the model format, or AgentError naming the bad field."""
+def check_request(
+    req: pb.ProfileRequest, limits: Limits
+) -> tuple[runtimes.RuntimeStatus, int, targets.Target]:
+    """The runtime's status, the model format and the execution target, or AgentError
+    naming the bad field."""
     if req.runtime not in runtimes.RUNTIMES:
         raise AgentError(pb.INVALID_REQUEST, f"unknown runtime {req.runtime}")
     if req.format and req.format not in pb.ModelFormat.values():
@@ -90,13 +93,15 @@ def check_request(req: pb.ProfileRequest, limits: Limits) -> tuple[runtimes.Runt
             pb.TOO_LARGE,
             f"inputs of {total} B in all over the agent's {limits.max_input_bytes} B limit",
         )
+    target = targets.resolve(req.target, runtimes.RUNTIMES[req.runtime].name)
+    targets.check_options(target, dict(req.provider_options))
     status = runtimes.detect(req.runtime)
     if not status.available:
         raise AgentError(
             pb.RUNTIME_UNAVAILABLE,
             f"{status.spec.name} is not available on this board: {status.unavailable_reason}",
         )
-    return status, fmt
+    return status, fmt, target
 
 
 def timeout_s(req: pb.ProfileRequest, limits: Limits) -> float:
@@ -114,14 +119,17 @@ def worker_request(
     req: pb.ProfileRequest,
     limits: Limits,
     path: Path,
-    runtime_name: str,
+    target: targets.Target,
     sysfs_root: Path,
     fault: str = "",
 ) -> dict[str, Any]:
     max_s = req.max_seconds or limits.default_max_seconds
     return {
         "model_path": str(path),
-        "runtime": runtime_name,
+        "runtime": target.runtime,
+        "target": target.name,
+        "backend": target.backend,
+        "provider_options": dict(req.provider_options),
         "threads": threads(req),
         "inputs": [
             {"name": s.name, "shape": list(s.shape), "dtype": DTYPE_NAMES.get(s.dtype, "")}

@@ -68,12 +68,20 @@ def _measure(req: dict[str, Any]) -> dict[str, Any]:
         return {"error": "runtime_unavailable", "message": str(exc)}
     meter, power_out = _power_begin(req)
     specs = [m.InputSpec(**s) for s in req.get("inputs", [])]
-    prepare = m.prepare_ort if runtime == "onnxruntime" else m.prepare_litert
+    backend, options = req.get("backend", ""), req.get("provider_options", {})
+    path, threads = req["model_path"], int(req.get("threads", 0))
     timing = m.Timing()
     try:
         t = time.perf_counter_ns()
-        handle, specs, meta = prepare(req["model_path"], int(req.get("threads", 0)), specs)
+        if runtime == "onnxruntime":
+            handle, specs, meta = m.prepare_ort(
+                path, threads, specs, backend or "CPUExecutionProvider", options
+            )
+        else:
+            handle, specs, meta = m.prepare_litert(path, threads, specs, backend)
         timing.load_ms = (time.perf_counter_ns() - t) / 1e6
+    except m.TargetUnavailableError as exc:
+        return {"error": "runtime_unavailable", "message": str(exc)}
     except m.ModelLoadError as exc:
         if _is_out_of_memory(exc):
             return {"error": "out_of_memory", "message": str(exc)}
@@ -122,6 +130,9 @@ def _measure(req: dict[str, Any]) -> dict[str, Any]:
             method="mean sensor power over the timed window x mean latency",
         )
     peak, peak_method = m.peak_memory()
+    placement: dict[str, int] = {}
+    if runtime == "onnxruntime" and backend not in ("", "CPUExecutionProvider"):
+        placement = m.node_placement(path, backend, options, specs)  # after the timed window
     out = asdict(timing)
     out.pop("latencies_ms")
     return {
@@ -131,6 +142,7 @@ def _measure(req: dict[str, Any]) -> dict[str, Any]:
         "peak_memory_method": peak_method,
         "inputs": [asdict(s) for s in specs],
         "power": power_out,
+        "nodes_per_provider": placement,
         **meta,
     }
 
@@ -259,6 +271,11 @@ def _zygote(runtime: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     opts = dict(zip(args[::2], args[1::2], strict=False))
+    if "--probe" in opts:  # which execution targets load here (device_agent.targets)
+        from device_agent.targets import probe_in_worker
+
+        print(json.dumps(probe_in_worker()))
+        return 0
     if "--max-address-space" in opts:  # first, so that imports count against it too
         _limit_address_space(int(opts["--max-address-space"]))
     if "--zygote" in opts:

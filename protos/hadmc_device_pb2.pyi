@@ -89,6 +89,20 @@ class RuntimeInfo(_message.Message):
     formats: _containers.RepeatedScalarFieldContainer[ModelFormat]
     def __init__(self, runtime: _Optional[_Union[Runtime, str]] = ..., available: _Optional[bool] = ..., version: _Optional[str] = ..., unavailable_reason: _Optional[str] = ..., formats: _Optional[_Iterable[_Union[ModelFormat, str]]] = ...) -> None: ...
 
+class TargetInfo(_message.Message):
+    __slots__ = ("target", "available", "detail", "precisions", "options")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    PRECISIONS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    available: bool
+    detail: str
+    precisions: _containers.RepeatedScalarFieldContainer[str]
+    options: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, target: _Optional[str] = ..., available: _Optional[bool] = ..., detail: _Optional[str] = ..., precisions: _Optional[_Iterable[str]] = ..., options: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class PowerSourceInfo(_message.Message):
     __slots__ = ("kind", "path", "readable", "detail")
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -102,7 +116,7 @@ class PowerSourceInfo(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., path: _Optional[str] = ..., readable: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class DeviceInfo(_message.Message):
-    __slots__ = ("agent_version", "hostname", "arch", "cpu_model", "cpu_cores_logical", "cpu_cores_physical", "memory_total_bytes", "memory_available_bytes", "os", "python_version", "runtimes", "power_sources", "max_model_bytes", "max_chunk_bytes", "cache_capacity_bytes", "cache_used_bytes", "cpu_governor", "cpu_temperature_c", "token_required")
+    __slots__ = ("agent_version", "hostname", "arch", "cpu_model", "cpu_cores_logical", "cpu_cores_physical", "memory_total_bytes", "memory_available_bytes", "os", "python_version", "runtimes", "power_sources", "max_model_bytes", "max_chunk_bytes", "cache_capacity_bytes", "cache_used_bytes", "cpu_governor", "cpu_temperature_c", "token_required", "targets")
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +136,7 @@ class DeviceInfo(_message.Message):
     CPU_GOVERNOR_FIELD_NUMBER: _ClassVar[int]
     CPU_TEMPERATURE_C_FIELD_NUMBER: _ClassVar[int]
     TOKEN_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
     agent_version: str
     hostname: str
     arch: str
@@ -141,7 +156,8 @@ class DeviceInfo(_message.Message):
     cpu_governor: str
     cpu_temperature_c: float
     token_required: bool
-    def __init__(self, agent_version: _Optional[str] = ..., hostname: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_cores_logical: _Optional[int] = ..., cpu_cores_physical: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., memory_available_bytes: _Optional[int] = ..., os: _Optional[str] = ..., python_version: _Optional[str] = ..., runtimes: _Optional[_Iterable[_Union[RuntimeInfo, _Mapping]]] = ..., power_sources: _Optional[_Iterable[_Union[PowerSourceInfo, _Mapping]]] = ..., max_model_bytes: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., cache_capacity_bytes: _Optional[int] = ..., cache_used_bytes: _Optional[int] = ..., cpu_governor: _Optional[str] = ..., cpu_temperature_c: _Optional[float] = ..., token_required: _Optional[bool] = ...) -> None: ...
+    targets: _containers.RepeatedCompositeFieldContainer[TargetInfo]
+    def __init__(self, agent_version: _Optional[str] = ..., hostname: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_cores_logical: _Optional[int] = ..., cpu_cores_physical: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., memory_available_bytes: _Optional[int] = ..., os: _Optional[str] = ..., python_version: _Optional[str] = ..., runtimes: _Optional[_Iterable[_Union[RuntimeInfo, _Mapping]]] = ..., power_sources: _Optional[_Iterable[_Union[PowerSourceInfo, _Mapping]]] = ..., max_model_bytes: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., cache_capacity_bytes: _Optional[int] = ..., cache_used_bytes: _Optional[int] = ..., cpu_governor: _Optional[str] = ..., cpu_temperature_c: _Optional[float] = ..., token_required: _Optional[bool] = ..., targets: _Optional[_Iterable[_Union[TargetInfo, _Mapping]]] = ...) -> None: ...
 
 class ChunkRef(_message.Message):
     __slots__ = ("sha256", "size_bytes")
@@ -204,7 +220,14 @@ class TensorSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[DataType, str]] = ...) -> None: ...
 
 class ProfileRequest(_message.Message):
-    __slots__ = ("model", "format", "runtime", "inputs", "threads", "warmup_runs", "warmup_min_seconds", "min_runs", "min_seconds", "max_seconds", "read_power", "timeout_seconds")
+    __slots__ = ("model", "format", "runtime", "inputs", "threads", "warmup_runs", "warmup_min_seconds", "min_runs", "min_seconds", "max_seconds", "read_power", "target", "provider_options", "timeout_seconds")
+    class ProviderOptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     MODEL_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
@@ -216,6 +239,8 @@ class ProfileRequest(_message.Message):
     MIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
     READ_POWER_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     model: ModelManifest
     format: ModelFormat
@@ -228,8 +253,10 @@ class ProfileRequest(_message.Message):
     min_seconds: float
     max_seconds: float
     read_power: bool
+    target: str
+    provider_options: _containers.ScalarMap[str, str]
     timeout_seconds: float
-    def __init__(self, model: _Optional[_Union[ModelManifest, _Mapping]] = ..., format: _Optional[_Union[ModelFormat, str]] = ..., runtime: _Optional[_Union[Runtime, str]] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., threads: _Optional[int] = ..., warmup_runs: _Optional[int] = ..., warmup_min_seconds: _Optional[float] = ..., min_runs: _Optional[int] = ..., min_seconds: _Optional[float] = ..., max_seconds: _Optional[float] = ..., read_power: _Optional[bool] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+    def __init__(self, model: _Optional[_Union[ModelManifest, _Mapping]] = ..., format: _Optional[_Union[ModelFormat, str]] = ..., runtime: _Optional[_Union[Runtime, str]] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., threads: _Optional[int] = ..., warmup_runs: _Optional[int] = ..., warmup_min_seconds: _Optional[float] = ..., min_runs: _Optional[int] = ..., min_seconds: _Optional[float] = ..., max_seconds: _Optional[float] = ..., read_power: _Optional[bool] = ..., target: _Optional[str] = ..., provider_options: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
 
 class LatencyStats(_message.Message):
     __slots__ = ("n", "min_ms", "p50_ms", "mean_ms", "std_ms", "p90_ms", "p99_ms", "max_ms", "cv")
@@ -272,7 +299,21 @@ class PowerResult(_message.Message):
     def __init__(self, status: _Optional[str] = ..., source: _Optional[str] = ..., method: _Optional[str] = ..., mean_power_w: _Optional[float] = ..., idle_power_w: _Optional[float] = ..., energy_per_inference_mj: _Optional[float] = ..., window_seconds: _Optional[float] = ...) -> None: ...
 
 class Provenance(_message.Message):
-    __slots__ = ("agent_version", "hostname", "runtime", "runtime_version", "threads", "inputs", "cpu_governor", "cpu_temperature_c", "queue_wait_seconds", "window_start_unix", "window_end_unix", "execution_provider")
+    __slots__ = ("agent_version", "hostname", "runtime", "runtime_version", "threads", "inputs", "cpu_governor", "cpu_temperature_c", "queue_wait_seconds", "window_start_unix", "window_end_unix", "execution_provider", "target", "provider_options", "nodes_per_provider", "cpu_fallback_fraction")
+    class ProviderOptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class NodesPerProviderEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
@@ -285,6 +326,10 @@ class Provenance(_message.Message):
     WINDOW_START_UNIX_FIELD_NUMBER: _ClassVar[int]
     WINDOW_END_UNIX_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    NODES_PER_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    CPU_FALLBACK_FRACTION_FIELD_NUMBER: _ClassVar[int]
     agent_version: str
     hostname: str
     runtime: str
@@ -297,7 +342,11 @@ class Provenance(_message.Message):
     window_start_unix: float
     window_end_unix: float
     execution_provider: str
-    def __init__(self, agent_version: _Optional[str] = ..., hostname: _Optional[str] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., threads: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., cpu_governor: _Optional[str] = ..., cpu_temperature_c: _Optional[float] = ..., queue_wait_seconds: _Optional[float] = ..., window_start_unix: _Optional[float] = ..., window_end_unix: _Optional[float] = ..., execution_provider: _Optional[str] = ...) -> None: ...
+    target: str
+    provider_options: _containers.ScalarMap[str, str]
+    nodes_per_provider: _containers.ScalarMap[str, int]
+    cpu_fallback_fraction: float
+    def __init__(self, agent_version: _Optional[str] = ..., hostname: _Optional[str] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., threads: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., cpu_governor: _Optional[str] = ..., cpu_temperature_c: _Optional[float] = ..., queue_wait_seconds: _Optional[float] = ..., window_start_unix: _Optional[float] = ..., window_end_unix: _Optional[float] = ..., execution_provider: _Optional[str] = ..., target: _Optional[str] = ..., provider_options: _Optional[_Mapping[str, str]] = ..., nodes_per_provider: _Optional[_Mapping[str, int]] = ..., cpu_fallback_fraction: _Optional[float] = ...) -> None: ...
 
 class ProfileResult(_message.Message):
     __slots__ = ("model_sha256", "load_ms", "first_inference_ms", "warmup_runs", "latency", "peak_memory_bytes", "peak_memory_method", "power", "provenance", "warmup_ms")
