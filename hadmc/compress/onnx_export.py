@@ -1,9 +1,13 @@
 """ONNX export of a PyTorch classifier as fp32, fp16 or static int8 (QDQ), with exclusions.
 
-fp32 uses the legacy TorchScript exporter (``dynamo=False``): on this project's models it is
-~20x faster than the dynamo exporter (0.08 s vs 1-2.5 s, see notes/dependencies.md), and it
-names nodes after the module scope (``/features/features.3/conv/conv.0/Conv``), which is what
-lets ``float_modules`` map torch module names onto ONNX nodes to keep them in float.
+fp32 uses the legacy TorchScript exporter (``dynamo=False``) first: on this project's models
+it is ~20x faster than the dynamo exporter (0.08 s vs 1-2.5 s, see notes/dependencies.md),
+and it names nodes after the module scope (``/features/features.3/conv/conv.0/Conv``), which
+is what lets ``float_modules`` map torch module names onto ONNX nodes to keep them in float.
+Models it cannot export (a custom ``torch.autograd.Function``, e.g. timm's hard-swish in its
+default configuration) fall back to the dynamo exporter, which traces through Python; its node
+names differ, so ``float_modules`` cannot be mapped onto a dynamo export (an ExportError says
+so). Exporter output goes to ``<artifact>.export.log``, never to the terminal.
 
 int8 is ONNX Runtime static quantization in QDQ format with u8 activations and per-channel
 s8 weights, after ``quant_pre_process`` (shape inference + graph optimisation). On an x86
@@ -13,9 +17,14 @@ activations stayed in float and was slower than fp32 (measured, notes/dependenci
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import sys
 import tempfile
+import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +50,7 @@ class ExportResult:
     input_shape: tuple[int, ...]
     input_dtype: str  # "float32"; "int8" for a full-integer .tflite with quantized I/O
     float_modules: list[str] = field(default_factory=list)
+    exporter: str = "legacy"  # "dynamo" when the legacy exporter failed and the fallback worked
 
 
 ONNX_OPSET = 17
@@ -59,23 +69,125 @@ def _check_example(example_input: torch.Tensor) -> None:
         )
 
 
-def _export_fp32(model: nn.Module, path: Path, example_input: torch.Tensor) -> None:
+def _export_fp32(
+    model: nn.Module, path: Path, example_input: torch.Tensor, log_path: Path | None = None
+) -> str:
+    """Export with the legacy exporter, else the dynamo exporter; returns which one worked.
+
+    Exporter output (TorchScript IR, progress lines, warnings) goes to ``<path>.export.log``,
+    never to the terminal; when both exporters fail, one ExportError sentence says which
+    operator failed, what was tried and what to do, and points at that log.
+    """
     model = model.eval()
+    log_path = log_path or _log_of(path)
+    log_path.unlink(missing_ok=True)
+    failures: list[tuple[str, BaseException]] = []
+    for exporter in EXPORTERS:
+        try:
+            with _output_to(log_path):
+                _run_exporter(exporter, model, path, example_input)
+        except Exception as exc:  # noqa: BLE001 - each exporter fails in its own way
+            failures.append((exporter, exc))
+            with open(log_path, "a") as log:
+                log.write(f"\n=== {exporter} exporter failed ===\n")
+                log.write("".join(traceback.format_exception(exc)))
+            continue
+        if not failures:
+            log_path.unlink(missing_ok=True)  # nothing worth keeping
+        return exporter
+    raise ExportError(explain_export_failure(model, failures, log_path))
+
+
+EXPORTERS = ("legacy", "dynamo")
+
+
+def _log_of(artifact: Path) -> Path:
+    return artifact.with_name(artifact.name + ".export.log")
+
+
+def _run_exporter(exporter: str, model: nn.Module, path: Path, example: torch.Tensor) -> None:
     with warnings.catch_warnings():
         # The legacy exporter is deprecated in torch 2.9+; we use it on purpose (see module doc).
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
-        torch.onnx.export(
-            model,
-            (example_input,),
-            str(path),
-            dynamo=False,
-            opset_version=ONNX_OPSET,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            do_constant_folding=True,
+        if exporter == "legacy":
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                dynamo=False,
+                opset_version=ONNX_OPSET,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                do_constant_folding=True,
+            )
+        else:  # torch.export-based: traces through Python (autograd.Function, jit helpers)
+            program = torch.onnx.export(
+                model,
+                (example,),
+                dynamo=True,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                verbose=False,
+            )
+            program.save(str(path))
+
+
+@contextlib.contextmanager
+def _output_to(log_path: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors, so C++ output too) to a log.
+
+    torch's exporters print IR and progress from C++ as well as Python; redirecting
+    sys.stdout alone would miss half of it.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log_path, "a") as log:
+        try:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def explain_export_failure(
+    model: nn.Module, failures: list[tuple[str, BaseException]], log_path: Path
+) -> str:
+    """One sentence: what failed, in which operator, what was tried, what to do."""
+    text = _ANSI.sub("", "\n".join(str(exc) for _, exc in failures))
+    python_op = re.search(r"Couldn't export Python operator (\w+)", text)
+    aten_op = re.search(r"\b(aten[.:]{1,2}\w+)", text)
+    if python_op:
+        where = f"the custom torch.autograd.Function {python_op.group(1)!r}"
+        advice = (
+            "replace it with plain torch ops, or build the model in its library's "
+            "export-friendly mode (e.g. timm's exportable=True)"
         )
+    elif aten_op:
+        where = f"operator {aten_op.group(1)!r}, which has no ONNX conversion"
+        advice = "replace that operation in the model, or keep it out of the exported forward"
+    else:
+        last = failures[-1][1]
+        first_line = _ANSI.sub("", str(last)).strip().splitlines()[:1] or [type(last).__name__]
+        where = f"{type(last).__name__}: {first_line[0][:200]}"
+        advice = "see the log for the operator that failed"
+    tried = " and ".join(f"the {name} exporter" for name, _ in failures)
+    return (
+        f"cannot export {type(model).__name__} to ONNX: {tried} failed at {where}; "
+        f"{advice} (full exporter output: {log_path})"
+    )
 
 
 def module_scope(module_name: str) -> str:
@@ -234,13 +346,13 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
 
     if precision == "fp32":
-        _export_fp32(model, path, example_input)
+        exporter = _export_fp32(model, path, example_input)
     elif precision == "fp16":
         from onnxconverter_common import float16
 
         with tempfile.TemporaryDirectory() as tmp:
             fp32_path = Path(tmp) / "fp32.onnx"
-            _export_fp32(model, fp32_path, example_input)
+            exporter = _export_fp32(model, fp32_path, example_input, _log_of(path))
             with warnings.catch_warnings():
                 # "float32 number 4e-08 will be truncated to 1e-07": values below fp16's
                 # smallest normal are clamped, once per weight; harmless for inference.
@@ -253,7 +365,7 @@ def export_onnx(
         calib = _check_calib(calib_x, example_input)
         with tempfile.TemporaryDirectory() as tmp:
             fp32_path = Path(tmp) / "fp32.onnx"
-            _export_fp32(model, fp32_path, example_input)
+            exporter = _export_fp32(model, fp32_path, example_input, _log_of(path))
             _quantize_int8(fp32_path, path, calib, float_modules, reduce_range)
 
     label = "mixed" if float_modules else precision
@@ -266,6 +378,7 @@ def export_onnx(
         input_shape=tuple(int(d) for d in example_input.shape),
         input_dtype="float32",
         float_modules=float_modules,
+        exporter=exporter,
     )
 
 
