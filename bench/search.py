@@ -50,7 +50,7 @@ def run_one(strategy: str, seed: int, cfg: argparse.Namespace, out: Path) -> dic
         "--strategy", name, "--surrogate", "on" if sur else "off", "--seed", str(seed),
         "--out", str(out), "--episodes", str(cfg.budget),
         "--episodes-per-update", str(cfg.per_round), "--finetune-steps", str(cfg.finetune_steps),
-        "--measure-seconds", str(cfg.measure_seconds), "--warmup-seconds", "0.2",
+        "--min-secs", str(cfg.measure_seconds), "--warmup-min-secs", "0.2",
     ]  # fmt: skip
     if cfg.device:
         argv += ["--device", cfg.device]

@@ -231,6 +231,34 @@ def _labels(arr: np.ndarray, key: str, n: int) -> np.ndarray:
     return labels
 
 
+NPZ_HOW_TO_SAVE = "save arrays with numpy.savez"
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # an .npz is a zip archive (empty: end record only)
+
+
+def _check_npz_magic(path: Path) -> None:
+    """Refuse, in one line, a file that is not a zip archive: numpy would try to unpickle it and
+    say so (``allow_pickle``), which is the wrong advice for a CSV renamed .npz."""
+    with path.open("rb") as f:
+        head = f.read(512)
+    if head.startswith(ZIP_MAGIC):
+        return
+    if head.startswith(b"\x93NUMPY"):
+        kind = "it is a single .npy array"
+    elif head.startswith(b"\x80"):
+        kind = "it looks like a Python pickle"
+    elif not head:
+        kind = "it is empty"
+    else:
+        try:
+            head.decode("utf-8")
+            kind = "it looks like text" if b"\x00" not in head else "it looks like binary data"
+        except UnicodeDecodeError as exc:
+            # A multi-byte character cut at the 512th byte is still text.
+            text = exc.start >= len(head) - 3 and b"\x00" not in head
+            kind = "it looks like text" if text else "it looks like binary data"
+    raise DataError(f"{path} is not an .npz archive ({kind}); {NPZ_HOW_TO_SAVE}")
+
+
 def load_npz(path: str | Path, seed: int = 0, calib_size: int = 256) -> DataSplits:
     """A user's data: an .npz with x_train, y_train, x_val, y_val (x_test, y_test optional).
 
@@ -242,15 +270,28 @@ def load_npz(path: str | Path, seed: int = 0, calib_size: int = 256) -> DataSpli
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
+    _check_npz_magic(path)
     try:
         npz = np.load(path, allow_pickle=False)
     except Exception as exc:  # np.load raises several types for a corrupt / non-npz file
-        raise DataError(f"cannot read {path} as .npz: {exc}") from exc
+        # Never numpy's own text: for a non-archive it suggests unpickling (allow_pickle=True).
+        raise DataError(
+            f"{path} is not a readable .npz archive ({type(exc).__name__}); "
+            f"{NPZ_HOW_TO_SAVE}"
+        ) from exc
     with npz:
         missing = [k for k in REQUIRED_NPZ_KEYS if k not in npz.files]
         if missing:
             raise DataError(f"{path} is missing key(s) {missing}; found {sorted(npz.files)}")
-        arrays = {k: np.asarray(npz[k]) for k in npz.files}
+        arrays = {}
+        for k in npz.files:
+            try:
+                arrays[k] = np.asarray(npz[k])
+            except ValueError:  # an object array: loading it would unpickle
+                raise DataError(
+                    f"{path}: {k} holds Python objects, not numbers; {NPZ_HOW_TO_SAVE} "
+                    "from numeric arrays"
+                ) from None
     has_test = "x_test" in arrays and "y_test" in arrays
     x_train = _images(arrays["x_train"], "x_train")
     y_train = _labels(arrays["y_train"], "y_train", len(x_train))

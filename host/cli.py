@@ -4,20 +4,33 @@ Startup stays light: torch, onnx and the search/report modules are imported insi
 subcommand handlers, so ``hadmc-host --help`` answers at once and works even before those
 modules exist. Bare ``hadmc-host`` (no subcommand) runs ``hadmc-host search`` with its
 defaults, because that is the README's main job; ``hadmc-host --help`` lists everything.
-Exit codes: 0 success, 1 some device failed (profile/devices), 2 bad input or unreachable.
+Exit codes and error codes: ``host.errors`` (one table for every command, in the epilog).
+Under ``--json`` every outcome is JSON on stdout, failures included.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
 from hadmc.hal import DeviceError
+from host.errors import (
+    ERROR_CODES,
+    EXIT_CODES_TEXT,
+    EXIT_USAGE,
+    UsageError,
+    error_code,
+    error_message,
+    exit_code_for,
+    exit_code_of,
+    print_error_json,
+)
+from host.flags import add_flag
 
 COMMANDS = ("search", "profile", "devices", "report")
 GLOBAL_OPTIONS_WITH_VALUE = ("--log-level",)
@@ -33,9 +46,24 @@ Devices (--device): host:port of a hadmc-device agent, sim:<profile> for an anal
 estimate (labelled simulated), or nothing for an agent started on 127.0.0.1.
 `hadmc-host` with no command runs `hadmc-host search` with its defaults.
 
-exit codes: 0 success; 1 device or runtime failure; 2 usage error or bad input;
-3 search finished with no working model, or none within the limits; 130 interrupted.
-"""
+{exit_codes}
+error codes (before an error message, and error_code in --json output):
+  {error_codes}
+""".format(
+    exit_codes=textwrap.fill(f"exit codes: {EXIT_CODES_TEXT}.", width=90),
+    error_codes="\n  ".join(f"{code:19} {why}" for code, why in ERROR_CODES.items()),
+)
+
+
+class Parser(argparse.ArgumentParser):
+    """Answers a bad command line in JSON too when ``--json`` is on it (``json_errors``)."""
+
+    json_errors = False
+
+    def error(self, message: str) -> Any:
+        if Parser.json_errors:
+            print_error_json("bad_input", f"{self.prog}: {message}")
+        super().error(message)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -88,8 +116,11 @@ def _add_profile(sub: Any) -> None:
         "profile",
         help="measure one model file on several devices concurrently",
         description="Measure the same .onnx or .tflite file on every --device at once and\n"
-        "print latency percentiles (ms), load time (ms), peak memory (MB) and energy per\n"
-        "inference (mJ, with how it was obtained). Exit code 1 if any device failed.",
+        "print mean, first-inference and p50/p90/p99 latency (ms), load time (ms), peak memory\n"
+        "(MiB) and energy per inference (mJ, with how it was obtained); sim: rows are analytic\n"
+        "estimates, with '-' where nothing was timed. Flag names follow TFLite's benchmark_model\n"
+        "(--num-threads, --num-runs, --warmup-runs, --warmup-min-secs, --min-secs, --max-secs).\n"
+        "Exit code 1 if any device failed, 2 if one was named wrongly.",
         formatter_class=HelpFormatter,
     )
     p.add_argument("model", help="path of the .onnx or .tflite file to measure")
@@ -104,12 +135,17 @@ def _add_profile(sub: Any) -> None:
         metavar="N,C,H,W",
         help="input shape to feed, comma-separated (default: the model's own, dynamic dims = 1)",
     )
-    p.add_argument("--threads", type=int, default=1, help="intra-op inference threads")
-    p.add_argument("--runs", type=int, default=50, help="minimum timed runs")
+    add_flag(p, "--num-threads", "--threads", dest="threads", type=int, default=1,
+             help="intra-op inference threads")  # fmt: skip
+    add_flag(p, "--num-runs", "--runs", dest="runs", type=int, default=50,
+             help="minimum timed runs")  # fmt: skip
     p.add_argument("--warmup-runs", type=int, default=10, help="minimum warm-up runs")
-    p.add_argument("--warmup-seconds", type=float, default=0.5, help="minimum warm-up, seconds")
-    p.add_argument("--min-seconds", type=float, default=1.0, help="minimum timed window, seconds")
-    p.add_argument("--max-seconds", type=float, default=10.0, help="timed window cap, seconds")
+    add_flag(p, "--warmup-min-secs", "--warmup-seconds", dest="warmup_seconds", type=float,
+             default=0.5, help="minimum warm-up, seconds")  # fmt: skip
+    add_flag(p, "--min-secs", "--min-seconds", dest="min_seconds", type=float, default=1.0,
+             help="minimum timed window, seconds")  # fmt: skip
+    add_flag(p, "--max-secs", "--max-seconds", dest="max_seconds", type=float, default=10.0,
+             help="timed window cap, seconds")  # fmt: skip
     p.add_argument(
         "--timeout-s", type=float, default=120.0, help="measuring worker time limit, seconds"
     )
@@ -122,7 +158,8 @@ def _add_devices(sub: Any) -> None:
         "devices",
         help="show device info (GetInfo) and health",
         description="Ask every --device what it is (arch, CPU, memory, runtimes, power\n"
-        "sources) and whether it is serving. Exit code 1 if any device failed.",
+        "sources) and whether it is serving. Exit code 1 if any device failed, 2 if one was\n"
+        "named wrongly (bad_address, unknown_profile).",
         formatter_class=HelpFormatter,
     )
     _add_device_access(p)
@@ -164,7 +201,7 @@ def _add_search(sub: Any, with_flags: bool) -> None:
 
 def build_parser(with_search_flags: bool = True) -> argparse.ArgumentParser:
     """The full parser; ``with_search_flags=False`` skips importing ``host.search``."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="hadmc-host",
         description="Hardware-aware model compression, measured on a real edge device.",
         epilog=EPILOG,
@@ -217,16 +254,20 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
     try:
         shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
     except ValueError:
-        raise ValueError(f"--input-shape {text!r}: expected integers like 1,1,32,32") from None
+        raise UsageError(f"--input-shape {text!r}: expected integers like 1,1,32,32") from None
     if not shape or any(d <= 0 for d in shape):
-        raise ValueError(f"--input-shape {text!r}: every dimension must be a positive integer")
+        raise UsageError(f"--input-shape {text!r}: every dimension must be a positive integer")
     return shape
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
     from hadmc.hal import MeasureOptions
-    from host.fleet import artifact_spec_for, fleet_json, print_profile_table, profile_fleet
+    from host.fleet import artifact_spec_for, fleet_json, profile_fleet
+    from host.fleet_tables import print_profile_table
 
+    # Every local check before any device is asked (or a model uploaded).
+    if args.threads < 1 or args.runs < 1 or args.max_seconds < args.min_seconds:
+        raise UsageError("need --num-threads >= 1, --num-runs >= 1 and --max-secs >= --min-secs")
     artifact = artifact_spec_for(args.model, _parse_shape(args.input_shape), args.runtime)
     options = MeasureOptions(
         threads=args.threads,
@@ -238,31 +279,25 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         read_power=not args.no_power,
         timeout_seconds=args.timeout_s,
     )
-    if args.threads < 1 or args.runs < 1 or args.max_seconds < args.min_seconds:
-        raise ValueError("need --threads >= 1, --runs >= 1 and --max-seconds >= --min-seconds")
     rows = profile_fleet(artifact, _devices_arg(args), options, _fleet_config(args))
     if args.json:
         print(json.dumps(fleet_json(artifact, options, rows), indent=2))
     else:
         print_profile_table(artifact, rows)
-    return 0 if all(r.ok for r in rows) else 1
+    return exit_code_for(r.error_code if not r.ok else None for r in rows)
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
-    from host.fleet import describe_devices
+    from host.fleet import describe_devices, row_json
+    from host.fleet_tables import print_devices_table
 
     rows = describe_devices(_devices_arg(args), _fleet_config(args))
     if args.json:
-        print(
-            json.dumps(
-                {"ok": all(r.ok for r in rows), "devices": [asdict(r) for r in rows]}, indent=2
-            )
-        )
+        ok = all(r.ok for r in rows)
+        print(json.dumps({"ok": ok, "devices": [row_json(r) for r in rows]}, indent=2))
     else:
         print_devices_table(rows)
-    return 0 if all(r.ok for r in rows) else 1
+    return exit_code_for((r.error_code or "unhealthy") if not r.ok else None for r in rows)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -275,10 +310,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
             f"hadmc-host report: unavailable, host.report cannot be imported ({exc})",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_USAGE
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory not found: {run_dir}")
+        raise UsageError(f"run directory not found: {run_dir}", "not_found")
     render(run_dir)
     print(f"report: {(run_dir / 'report.html').resolve()}")
     print(f"json:   {(run_dir / 'report.json').resolve()}")
@@ -292,7 +327,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
             f"({args.search_import_error})",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_USAGE
     from host.search import run_search
 
     return int(run_search(args))
@@ -300,9 +335,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hadmc-host`` console script; returns the exit code."""
+    from host.logs import configure_logging
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    # gRPC's C core logs handshake failures as raw lines on stderr; our errors say it better.
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     command = _command_in(argv)
     if command is None and not any(a in ("-h", "--help", "--version") for a in argv):
         print(
@@ -312,73 +347,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv.append("search")
         command = "search"
     parser = build_parser(with_search_flags=command == "search")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    Parser.json_errors = "--json" in argv
+    try:
+        args = parser.parse_args(argv)
+    finally:
+        Parser.json_errors = False
+    configure_logging(args.log_level)
     try:
         return int(args.handler(args))
-    except (DeviceError, ValueError, FileNotFoundError) as exc:
-        # Expected failures (bad input, device unreachable): one line, no traceback.
-        message = " ".join(str(exc).split())
-        print(f"hadmc-host {args.command}: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+    except (DeviceError, ValueError, FileNotFoundError, KeyboardInterrupt) as exc:
+        return _fail(args, exc)
+
+
+def _fail(args: argparse.Namespace, exc: BaseException) -> int:
+    """An expected failure (bad input, a device that failed, Ctrl-C): one line, no traceback,
+    and under --json the same as JSON on stdout."""
+    code, message = error_code(exc), error_message(exc)
+    if isinstance(exc, KeyboardInterrupt):
         print("hadmc-host: interrupted", file=sys.stderr)
-        return 130
-
-
-def print_devices_table(rows: list[Any]) -> None:
-    """A rich table of GetInfo + health per device."""
-    from rich.table import Table
-
-    from host.fleet import console_for_stdout
-
-    table = Table(title="devices")
-    columns = ("device", "health", "agent", "arch", "cpu", "cores phys/logical")
-    for col in (*columns, "memory MB free/total", "runtimes", "power sources", "token"):
-        table.add_column(col)
-    for r in rows:
-        i = r.info or {}
-        health = (
-            "[green]serving" if r.healthy else f"[red]{r.error_code or 'down'}: {r.error or ''}"
-        )
-        if i.get("source") == "simulated":  # SimulatedDevice.info() has its own shape
-            sim = [i.get("arch", "-"), i.get("cpu", "-"), str(i.get("cores", "-"))]
-            runtimes = ", ".join(i.get("runtimes", []))
-            table.add_row(
-                r.label,
-                "simulated",
-                "-",
-                *sim,
-                str(i.get("ram_mb", "-")),
-                runtimes,
-                "simulated",
-                "-",
-            )
-            continue
-        runtimes = ", ".join(
-            f"{rt['runtime']} {rt['version']}" if rt["available"] else f"{rt['runtime']} (missing)"
-            for rt in i.get("runtimes", [])
-        )
-        power = ", ".join(
-            f"{s['kind']}{'' if s['readable'] else ' (unreadable)'}"
-            for s in i.get("power_sources", [])
-        )
-        memory = (
-            f"{i['memory_available_bytes'] / 2**20:.0f} / {i['memory_total_bytes'] / 2**20:.0f}"
-            if i
-            else "-"
-        )
-        cores = f"{i['cpu_cores_physical']}/{i['cpu_cores_logical']}" if i else "-"
-        table.add_row(
-            r.label,
-            health,
-            i.get("agent_version", "-"),
-            i.get("arch", "-"),
-            i.get("cpu_model", "-"),
-            cores,
-            memory,
-            runtimes or "-",
-            power or "none",
-            ("required" if i.get("token_required") else "no") if i else "-",
-        )
-    console_for_stdout().print(table)
+    else:
+        print(f"hadmc-host {args.command}: error: {code}: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print_error_json(code, message or "interrupted")
+    return exit_code_of(exc)

@@ -4,8 +4,9 @@
 - ``"sim:<profile>"``: ``hadmc.hal_sim.SimulatedDevice`` (an estimate, labelled simulated);
 - ``"host:port"`` or ``"[v6addr]:port"``: ``host.device_client.RemoteDevice``.
 
-A device that cannot be reached at open raises ``DeviceError("unreachable", ...)`` with a
-one-line message, so the CLI can print it and exit 2 without a traceback.
+A device that cannot be reached at open raises ``DeviceError("unreachable", ...)``, a malformed
+address or unknown profile ``host.errors.UsageError`` (``bad_address`` / ``unknown_profile``),
+each with a one-line message, so the CLI can print it without a traceback.
 
 Also here: GetInfo / Provenance messages as plain dicts (``device_info_to_dict``,
 ``provenance_to_dict``), the shapes ``Device.info()`` and ``Measurement.provenance`` carry.
@@ -17,20 +18,24 @@ from pathlib import Path
 from typing import Any
 
 from hadmc.hal import Device, DeviceError
+from host.errors import UsageError
 
 LOCAL_ALIASES = ("", "local")
 
 
 def parse_address(address: str) -> tuple[str, int]:
-    """Split "host:port" / "[::1]:port"; raises ValueError with the expected form."""
+    """Split "host:port" / "[::1]:port"; raises UsageError("bad_address") with the form."""
     host, sep, port_text = address.rpartition(":")
     if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(
+        raise UsageError(
             f"bad device address {address!r}: expected host:port (e.g. 192.168.1.20:50051), "
-            "sim:<profile> (e.g. sim:raspberry-pi-4), or nothing for a local agent"
+            "sim:<profile> (e.g. sim:raspberry-pi-4), or nothing for a local agent",
+            "bad_address",
         )
     if host.startswith("[") != host.endswith("]"):
-        raise ValueError(f"bad device address {address!r}: unbalanced brackets around the host")
+        raise UsageError(
+            f"bad device address {address!r}: unbalanced brackets around the host", "bad_address"
+        )
     return host, int(port_text)
 
 
@@ -59,11 +64,18 @@ def open_device(
     address = address.strip()
     if address.startswith("sim:"):
         from hadmc.hal_sim import SimulatedDevice
+        from profiles import ProfileError
 
         profile = address[len("sim:") :]
         if not profile:
-            raise ValueError("sim: needs a profile name, e.g. sim:raspberry-pi-4")
-        return SimulatedDevice(profile)
+            raise UsageError(
+                "sim: needs a profile name, e.g. sim:raspberry-pi-4", "unknown_profile"
+            )
+        try:
+            return SimulatedDevice(profile)
+        except ProfileError as exc:
+            unknown = str(exc).startswith("unknown device profile")
+            raise UsageError(str(exc), "unknown_profile" if unknown else "bad_input") from None
     parse_address(address)
     from host.device_client import RemoteDevice
 

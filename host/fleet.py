@@ -19,14 +19,26 @@ from typing import Any
 
 from hadmc.hal import ArtifactSpec, DeviceError, MeasureOptions
 from host.devices import open_device
+from host.errors import UsageError, error_code, error_message
 
 SUFFIX_FORMAT = {".onnx": ("onnx", "onnxruntime"), ".tflite": ("tflite", "litert")}
+RUNTIME_FORMAT = {"onnxruntime": "onnx", "litert": "tflite"}  # what each runtime loads
 SIM_NEEDS_MACS = (
     "a sim: device estimates from the model's multiply-accumulates, which hadmc-host profile "
     "counts only for .onnx files"
 )
-# ONNX ops whose presence means integer kernels (QDQ or QOperator int8 graphs).
-INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger"}
+# Weighted ONNX ops, and those that are integer kernels by themselves (QOperator graphs).
+ONNX_WEIGHTED_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+ONNX_INT8_OPS = {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
+TFLITE_WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
+
+
+def precision_label(n_int8: int, n_float: int, fp16: bool = False) -> str:
+    """The search's words for a model's precision, from its weighted layers: "int8" when all
+    are integer, "mixed" when some stayed float (as ``hadmc.compress`` labels what it built)."""
+    if n_int8:
+        return "mixed" if n_float else "int8"
+    return "fp16" if fp16 else "fp32"
 
 
 @dataclass
@@ -55,10 +67,16 @@ def artifact_spec_for(
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
+        raise UsageError(f"model file not found: {path}", "not_found")
     if path.suffix.lower() not in SUFFIX_FORMAT:
-        raise ValueError(f"unsupported model file {path.name!r}: expected .onnx or .tflite")
+        raise UsageError(f"unsupported model file {path.name!r}: expected .onnx or .tflite")
     fmt, default_runtime = SUFFIX_FORMAT[path.suffix.lower()]
+    if runtime is not None and RUNTIME_FORMAT.get(runtime, fmt) != fmt:
+        # Refused here, before any upload: the agent would only say so after receiving it.
+        raise UsageError(
+            f"--runtime {runtime} does not run {fmt.upper()} models: {path.name} needs "
+            f"--runtime {default_runtime} (or convert it to .{RUNTIME_FORMAT[runtime]})"
+        )
     spec = ArtifactSpec(
         path=path, format=fmt, runtime=runtime or default_runtime, input_name="", input_shape=()
     )
@@ -79,8 +97,8 @@ def _fill_from_onnx(spec: ArtifactSpec) -> None:
     try:
         model = onnx.load(str(spec.path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - any parse failure is "not a valid ONNX file"
-        raise DeviceError(
-            "invalid_model", f"{spec.path.name}: not a readable ONNX model ({exc})"
+        raise UsageError(
+            f"{spec.path.name}: not a readable ONNX model ({error_message(exc)})", "invalid_model"
         ) from None
     graph = model.graph
     init_names = {t.name for t in graph.initializer}
@@ -94,11 +112,20 @@ def _fill_from_onnx(spec: ArtifactSpec) -> None:
             d.dim_value if d.dim_value > 0 else 1 for d in tensor_type.shape.dim
         )
         spec.input_dtype = str(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
-    ops = {n.op_type for n in graph.node}
-    if ops & INT8_OPS:
-        spec.precision = "int8"
-    elif any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer):
-        spec.precision = "fp16"
+    # QDQ graphs: a weighted op is integer when its weight comes through a DequantizeLinear;
+    # a layer kept float reads its weight straight from an initializer.
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    n_int8 = n_float = 0
+    for node in graph.node:
+        if node.op_type in ONNX_INT8_OPS:
+            n_int8 += 1
+        elif node.op_type in ONNX_WEIGHTED_OPS and len(node.input) > 1:
+            if node.input[1] in dequantized:
+                n_int8 += 1
+            else:
+                n_float += 1
+    fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
+    spec.precision = precision_label(n_int8, n_float, fp16)
     spec.params = sum(math.prod(t.dims) for t in graph.initializer)
     try:
         inferred = shape_inference.infer_shapes(model).graph
@@ -116,18 +143,27 @@ def _fill_from_tflite(spec: ArtifactSpec) -> None:
     try:
         interpreter = Interpreter(model_path=str(spec.path))
     except Exception as exc:  # noqa: BLE001 - any load failure is "not a valid .tflite file"
-        raise DeviceError(
-            "invalid_model", f"{spec.path.name}: not a loadable TFLite model ({exc})"
+        raise UsageError(
+            f"{spec.path.name}: not a loadable TFLite model ({error_message(exc)})",
+            "invalid_model",
         ) from None
     first = interpreter.get_input_details()[0]
     spec.input_name = str(first["name"])
     spec.input_shape = tuple(int(d) if d > 0 else 1 for d in first["shape"])
     spec.input_dtype = first["dtype"].__name__
-    kinds = {d["dtype"].__name__ for d in interpreter.get_tensor_details()}
-    if kinds & {"int8", "uint8"}:
-        spec.precision = "mixed" if "float32" in kinds else "int8"
-    elif "float16" in kinds:
-        spec.precision = "fp16"
+    dtypes = {d["index"]: d["dtype"].__name__ for d in interpreter.get_tensor_details()}
+    n_int8 = n_float = 0
+    ops = getattr(interpreter, "_get_ops_details", list)()  # the only per-op view LiteRT has
+    if not ops and {"int8", "uint8"} & set(dtypes.values()):
+        n_int8 = 1  # no per-op view: integer tensors at least mean integer kernels
+    for op in ops:
+        inputs = list(op["inputs"])
+        if op["op_name"] in TFLITE_WEIGHTED_OPS and len(inputs) > 1:
+            if dtypes.get(inputs[1]) in ("int8", "uint8"):
+                n_int8 += 1
+            else:
+                n_float += 1
+    spec.precision = precision_label(n_int8, n_float, "float16" in dtypes.values())
 
 
 def _count_macs(graph: Any) -> int:
@@ -185,16 +221,14 @@ def _run_on_all(addresses: list[str | None], fn: Any) -> list[FleetRow]:
 def _failed(
     address: str | None, start: float, exc: Exception, label: str | None = None
 ) -> FleetRow:
-    code = exc.code if isinstance(exc, DeviceError) else type(exc).__name__
-    message = exc.message if isinstance(exc, DeviceError) else str(exc)
     name = address or "local"
     return FleetRow(
         device=name,
         label=label or name,
         ok=False,
         elapsed_s=time.monotonic() - start,
-        error=" ".join(message.split()),
-        error_code=code,
+        error=error_message(exc),
+        error_code=error_code(exc),  # host.errors' vocabulary, never a Python class name
     )
 
 
@@ -295,6 +329,30 @@ def describe_devices(
     return _run_on_all(addresses, one)
 
 
+# An analytic estimate gives one latency figure and the memory and energy it implies; these
+# fields describe a real timed run and are null (a "-" in the table) for a simulated row.
+NOT_SIMULATED = (
+    "latency_ms_mean", "latency_ms_min", "latency_ms_p90", "latency_ms_p99", "latency_ms_std",
+    "latency_cv", "n_runs", "load_ms", "first_inference_ms", "upload_bytes",
+)  # fmt: skip
+
+
+def is_simulated(row: FleetRow) -> bool:
+    if row.measurement is not None:
+        return row.measurement.get("source") == "simulated"
+    return row.device.startswith("sim:")
+
+
+def row_json(row: FleetRow) -> dict[str, Any]:
+    """A row as JSON: ``simulated`` says whether anything was measured, and a simulated
+    measurement holds only what the estimate gives."""
+    out = {**asdict(row), "simulated": is_simulated(row)}
+    m = out["measurement"]
+    if m is not None and m.get("source") == "simulated":
+        out["measurement"] = {k: (None if k in NOT_SIMULATED else v) for k, v in m.items()}
+    return out
+
+
 def fleet_json(artifact: ArtifactSpec, options: MeasureOptions, rows: list[FleetRow]) -> dict:
     """Machine-readable result of ``profile_fleet``."""
     return {
@@ -312,61 +370,6 @@ def fleet_json(artifact: ArtifactSpec, options: MeasureOptions, rows: list[Fleet
         },
         "options": asdict(options),
         "ok": all(r.ok for r in rows),
-        "results": [asdict(r) for r in rows],
+        "simulated": any(is_simulated(r) for r in rows),
+        "results": [row_json(r) for r in rows],
     }
-
-
-# -- rendering --------------------------------------------------------------------------------
-def console_for_stdout() -> Any:
-    import sys
-
-    from rich.console import Console
-
-    # Not a terminal (pipes, CI logs): a wide fixed width rather than rich's 80 columns,
-    # which would wrap every number.
-    return Console(width=None if sys.stdout.isatty() else 200)
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _energy_text(m: dict[str, Any]) -> str:
-    if m["energy_mj"] is None:
-        return f"- ({m['energy_status']})"
-    return f"{m['energy_mj']:.3f} ({m['energy_status']})"
-
-
-def print_profile_table(artifact: ArtifactSpec, rows: list[FleetRow]) -> None:
-    """A rich table: one row per device, errors in the status column."""
-    from rich.table import Table
-
-    title = (
-        f"{Path(artifact.path).name}  ({artifact.format}, {artifact.precision}, "
-        f"input {artifact.input_name or '?'} {list(artifact.input_shape) or 'model default'})"
-    )
-    table = Table(title=title)
-    for col in ("device", "runtime", "p50 ms", "p90 ms", "p99 ms", "CV", "runs", "load ms"):
-        table.add_column(col, justify="left" if col in ("device", "runtime") else "right")
-    for col in ("peak MB", "energy mJ/inf", "upload B", "status"):
-        table.add_column(col, justify="right" if col != "status" else "left")
-    for r in rows:
-        m = r.measurement
-        if m is None:
-            table.add_row(r.label, artifact.runtime, *["-"] * 9, f"[red]{r.error_code}: {r.error}")
-            continue
-        table.add_row(
-            r.label,
-            f"{artifact.runtime} {m['provenance'].get('runtime_version', '')}".strip(),
-            _fmt(m["latency_ms_p50"]),
-            _fmt(m["latency_ms_p90"]),
-            _fmt(m["latency_ms_p99"]),
-            _fmt(m["latency_cv"]),
-            str(m["n_runs"]),
-            _fmt(m["load_ms"], 1),
-            _fmt(m["peak_memory_mb"], 1),
-            _energy_text(m),
-            str(m["upload_bytes"]),
-            "[green]ok" if m["source"] == "device" else f"[yellow]{m['source']}",
-        )
-    console_for_stdout().print(table)

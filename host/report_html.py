@@ -115,7 +115,7 @@ def _config(s: Mapping[str, Any], long: bool = False) -> str:
 
 LIMIT_TEXT = {
     "max_latency_ms": ("latency p50", "ms"),
-    "max_memory_mb": ("peak memory", "MB"),
+    "max_memory_mb": ("peak memory", "MiB"),
     "max_accuracy_drop": ("accuracy drop", "pts"),
 }
 
@@ -152,7 +152,7 @@ def headline(report: Mapping[str, Any]) -> str:
         _tile(_fmt(vs.get("accuracy_drop_points"), ".2f", " pts"), "accuracy drop (validation)",
               f"{_pct(o['accuracy'])} vs {_pct(bo.get('accuracy'))}"),
         _tile(_fmt(vs.get("memory_ratio"), ".2f", "×"), "peak memory of baseline",
-              f"{o['memory_mb']:.1f} MB vs {_fmt(bo.get('memory_mb'), '.1f')} MB"),
+              f"{o['memory_mb']:.1f} MiB vs {_fmt(bo.get('memory_mb'), '.1f')} MiB"),
     ]  # fmt: skip
     if chosen.get("test_accuracy") is not None:
         detail = _ci(chosen.get("test_accuracy_ci95"), chosen.get("test_n"))
@@ -216,7 +216,7 @@ def _front(report: Mapping[str, Any]) -> str:
         ("size KB", lambda f, r: r["size_kb"], True),
         ("size ratio", lambda f, r: _fmt((f["versus_baseline"] or {}).get("size_ratio"),
                                          ".2f", "×"), True),
-        ("memory MB", lambda f, r: r["peak_memory_mb"], True),
+        ("peak mem MiB", lambda f, r: r["peak_memory_mb"], True),
         ("energy mJ", lambda f, r: r["energy_mj"], True),
         ("reward", lambda f, r: r["reward"], True),
         ("configuration", lambda f, r: _config(f["config_summary"]), False),
@@ -243,7 +243,7 @@ def _baseline(report: Mapping[str, Any]) -> str:
             f"{_pct(b['test_accuracy'])} {_ci(b['test_accuracy_ci95'], b['test_n'])}",
         ),
         ("latency", " · ".join(f"{q} {v:.3f} ms" for q, v in lat if v is not None)),
-        ("peak memory", _fmt(m.get("peak_memory_mb"), ".1f", " MB")),
+        ("peak memory", _fmt(m.get("peak_memory_mb"), ".1f", " MiB")),
         ("model size", _fmt(m.get("size_bytes") and m["size_bytes"] / 1024, ".1f", " KB")),
         ("energy", "-" if energy is None else f"{energy:.3f} mJ ({m.get('energy_status', '-')})"),
         ("parameters", _fmt(m.get("params"), ",")),
@@ -268,7 +268,7 @@ def _candidates(report: Mapping[str, Any]) -> str:
             "yes" if c["on_front"] else "", c["error"] or "",
         ])  # fmt: skip
     header = ["id", "source", "episode", "status", "reward", "acc %", "latency ms", "speedup",
-              "memory MB", "size B", "energy", "configuration", "front", "error"]  # fmt: skip
+              "peak mem MiB", "size B", "energy", "configuration", "front", "error"]  # fmt: skip
     return _table(header, rows, "all", numeric={0, 2, 4, 5, 6, 7, 8, 9})
 
 

@@ -29,6 +29,7 @@ class SearchConfig:
     """One search (every field is a ``hadmc-host search`` flag of the same name)."""
 
     model: str | None = None
+    weights: str | None = None  # a state_dict for the --model factory
     data: str | None = None
     device: str | None = None
     token: str | None = None
@@ -84,7 +85,7 @@ class SearchConfig:
         return self.strategy + ("+surrogate" if self.uses_surrogate else "")
 
     def measure_options(self) -> MeasureOptions:
-        """The measurement window of ``--measure-runs/--measure-seconds/--warmup-seconds``."""
+        """The measurement window of ``--num-runs/--min-secs/--warmup-min-secs``."""
         return MeasureOptions(
             threads=self.threads,
             warmup_runs=10,

@@ -34,6 +34,8 @@ def run_loop(run: Any) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     console = Console(stderr=True)
+    # The live bar says so too (piped output labels each line below).
+    sim = " [simulated]" if str(getattr(run.evaluator.device, "name", "")).startswith("sim:") else ""
     seen_by_surrogate: set[str] = set()
     proposals = 0
     with Progress(
@@ -44,7 +46,7 @@ def run_loop(run: Any) -> None:
         console=console,
         disable=bool(run.hooks.get("quiet")),
     ) as progress:
-        task = progress.add_task("search", total=run.budget, completed=run.store.count())
+        task = progress.add_task("search" + sim, total=run.budget, completed=run.store.count())
         while run.store.count() < run.budget:
             if proposals >= MAX_PROPOSALS_PER_BUDGET * run.budget:
                 run.stop_reason = "the strategy proposed only candidates already measured"
@@ -70,7 +72,7 @@ def run_loop(run: Any) -> None:
                 if out.last is not None:
                     run.env.last = out.last
                 run.strategy.ctx.known.add(run.evaluator.key(p.joint))
-                progress.update(task, completed=run.store.count(), description=_describe(run))
+                progress.update(task, completed=run.store.count(), description=_describe(run) + sim)
                 if not progress.console.is_terminal and not run.hooks.get("quiet"):
                     # Piped or redirected (CI, nohup, | tee): a live bar draws nothing there.
                     progress.console.print(

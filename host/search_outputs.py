@@ -77,7 +77,11 @@ def summary(run: Any) -> dict[str, Any]:
         "surrogate": run.surrogate.report(),
         "front": front,
         "best": None,
-    }
+        # host.errors' words for exit 3: no working model at all, or none within the limits.
+        "ok": best is not None,
+        "error_code": None if best is not None else (
+            "none_within_limits" if front else "no_working_model"),
+    }  # fmt: skip
     if best is not None:
         m = rows[best.candidate_id].metrics or {}
         out["best"] = {
@@ -90,17 +94,22 @@ def summary(run: Any) -> dict[str, Any]:
     return out
 
 
-def _closest(run: Any, summary: dict[str, Any]) -> str:
-    """The limits and the front member nearest to meeting them (smallest summed violation)."""
-    from hadmc.reward import Objectives, limit_violations
-
-    lim = run.limits
+def _limits_text(lim: Any) -> str:
+    """The limits in force, in words ('' when none)."""
     parts = [f"max accuracy drop {lim.max_accuracy_drop:g} points"] if lim.max_accuracy_drop \
         is not None else []  # fmt: skip
     if lim.max_latency_ms is not None:
         parts.append(f"max latency {lim.max_latency_ms:g} ms")
     if lim.max_memory_mb is not None:
         parts.append(f"max memory {lim.max_memory_mb:g} MiB")
+    return ", ".join(parts)
+
+
+def _closest(run: Any, summary: dict[str, Any]) -> str:
+    """The limits and the front member nearest to meeting them (smallest summed violation)."""
+    from hadmc.reward import Objectives, limit_violations
+
+    lim = run.limits
 
     def excess(row: dict[str, Any]) -> float:
         return sum(limit_violations(Objectives.from_dict(row), run.baseline, lim).values())
@@ -108,10 +117,23 @@ def _closest(run: Any, summary: dict[str, Any]) -> str:
     c = min(summary["front"], key=excess)
     drop = 100 * (run.baseline.accuracy - c["accuracy"])
     return (
-        f"no front member meets the limits ({', '.join(parts)}); closest: candidate {c['id']}, "
+        f"no front member meets the limits ({_limits_text(lim)}); closest: candidate {c['id']}, "
         f"{c['latency_ms']:.3f} ms, {drop:.2f} points drop, {c['memory_mb']:.1f} MiB "
         "(results.sqlite has every candidate; relax a limit, or raise --episodes / "
         "--finetune-steps)"
+    )
+
+
+def _no_model(run: Any, summary: dict[str, Any]) -> str:
+    """Why there is no chosen model (exit 3), in one line."""
+    if summary["front"]:
+        return _closest(run, summary)
+    failed = run.store.candidates("failed") if not summary["measured"] else []
+    if failed:
+        return f"every candidate failed; the first: {' '.join(str(failed[0].error).split())}"
+    return (
+        "no working model: every measured candidate kept half of the baseline's accuracy"
+        " or less (all are in results.sqlite); try more --finetune-steps or --episodes"
     )
 
 
@@ -154,19 +176,17 @@ def finish(run: Any, summary: dict[str, Any]) -> None:
             lo, hi = best["test_accuracy_ci95"]
             test = (f", test accuracy {100 * best['test_accuracy']:.2f} %"
                     f" [{100 * lo:.2f}, {100 * hi:.2f}]")  # fmt: skip
-        rule = "best under limits" if any(v is not None for v in summary["limits"].values()) \
-            else "best by reward"  # fmt: skip
+        # The rule that chose it: the highest reward among front members within the limits.
+        limits = _limits_text(run.limits)
+        rule = f"best by reward within {limits}" if limits else "best by reward (no limits)"
         out.print(
             f"{rule}: {run.run_dir / best['path']} (speedup {best['speedup']:.2f}x, "
             f"accuracy drop {best['accuracy_drop_points']:.2f} points on validation{test})"
         )
-    elif not summary["front"]:
-        out.print(
-            "no working model: every measured candidate kept half of the baseline's accuracy"
-            " or less (all are in results.sqlite); try more --finetune-steps or --episodes"
-        )
     else:
-        out.print(_closest(run, summary))
+        # A plain line on stderr (no wrapping): the reason for exit 3, beside the exit code.
+        print(f"hadmc-host search: {summary['error_code']}: {_no_model(run, summary)}",
+              file=sys.stderr, flush=True)  # fmt: skip
     if run.cfg.json:
         print(json.dumps(summary, default=str))
     run.store.close()

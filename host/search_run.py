@@ -29,7 +29,7 @@ from host.search_config import SearchConfig
 from host.search_eval import CandidateEvaluator, EvalContext
 from host.store import ResultsStore
 from host.strategies import Proposal
-from host.user_model import load_model_and_data
+from host.user_model import load_model_and_data, near_chance
 
 # PPO step size for the search: 1e-3 rather than CleanRL's 2.5e-4. Why: a search makes a few
 # hundred decisions in all (32 episodes x ~20 steps), not millions; at 2.5e-4, annealed over 4
@@ -71,8 +71,9 @@ class SearchRun:
             + (" (the demo trains on first use, 1-2 min, then is cached)" if not args.model else "")
         )
         self.model, self.data, self.model_label = load_model_and_data(
-            args.model, args.data, seed=args.seed, progress=not hooks.get("quiet")
-        )
+            args.model, args.data, seed=args.seed, progress=not hooks.get("quiet"),
+            weights=args.weights,
+        )  # fmt: skip
         example = example_input_for(self.data.input_shape)
         self.groups = find_layer_groups(self.model, example)
         self.model_hash = model_hash(self.model)
@@ -104,6 +105,16 @@ class SearchRun:
             f"setup: fp32 baseline {100 * self.baseline.accuracy:.2f} % val accuracy,"
             f" {self.baseline.latency_ms:.3f} ms p50 on {device.name}; per-group sensitivity next"
         )
+        n_classes = int(self.data.num_classes)
+        if near_chance(self.baseline.accuracy, len(self.data.y_val), n_classes):
+            print(
+                f"hadmc-host search: warning: the baseline's validation accuracy "
+                f"({100 * self.baseline.accuracy:.1f} %) is near chance "
+                f"({100 / n_classes:.1f} % for {n_classes} classes): --model must return the "
+                "trained model, or pass its weights with --weights state_dict.pt",
+                file=sys.stderr,
+                flush=True,
+            )
 
         self.sensitivity_table = self._sensitivity_table(example)
         # The state's per-group sensitivity: the drop at keep 0.5 (a column of the table).

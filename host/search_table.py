@@ -11,8 +11,10 @@ from rich.table import Table
 
 from hadmc.reward import Objectives
 
+# The same words and units as `hadmc-host profile` (host.fleet_tables): p50 ms, peak mem MiB,
+# the precision words of hadmc.compress (fp32 / int8 / mixed), yes/no.
 COLUMNS = ("id", "val acc %", "drop pts", "test acc % [95% CI]", "p50 ms", "speedup", "size KB",
-           "mem MiB", "precision", "mean keep", "feasible")  # fmt: skip
+           "peak mem MiB", "precision", "mean keep", "feasible")  # fmt: skip
 
 
 def _test_cell(row: dict[str, Any]) -> str:
@@ -35,7 +37,7 @@ def search_front_table(summary: dict[str, Any], baseline: Objectives) -> Table:
     table.add_row(
         "base", f"{100 * b.accuracy:.2f}", "0.00", _test_cell(summary.get("baseline", {})),
         f"{b.latency_ms:.3f}", "1.00", f"{b.size_bytes / 1024:.1f}", f"{b.memory_mb:.1f}",
-        "fp32", "1.00", "",
+        "fp32", "1.00", "-",
     )  # fmt: skip
     for r in summary["front"]:
         table.add_row(
@@ -49,6 +51,6 @@ def search_front_table(summary: dict[str, Any], baseline: Objectives) -> Table:
             f"{r['memory_mb']:.1f}",
             str(r["precision"]),
             f"{np.mean(r['actions']['pruning']):.2f}",
-            str(r["feasible"]),
+            "-" if r["feasible"] is None else ("yes" if r["feasible"] else "no"),
         )
     return table

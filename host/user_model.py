@@ -2,7 +2,8 @@
 
 A ``.pt`` file must hold a whole pickled ``nn.Module`` (``torch.save(model, path)``); loading one
 runs pickled code, so only load files you trust (said in ``--help``). A factory is imported and
-called with no arguments and must return an ``nn.Module``.
+called with no arguments and must return the *trained* ``nn.Module`` (or an untrained one whose
+weights ``--weights state_dict.pt`` brings).
 """
 
 from __future__ import annotations
@@ -93,8 +94,39 @@ def load_user_model(spec: str) -> Any:
     return obj.eval()
 
 
+def load_weights(model: Any, path: str, spec: str) -> Any:
+    """``--weights``: a state_dict (``torch.save(model.state_dict(), path)``) loaded into the
+    factory's model; a file that does not fit the model is one line naming what differs."""
+    import torch
+
+    if not Path(path).is_file():
+        raise UserModelError(f"--weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a whole pickled model, or not a torch file
+        raise UserModelError(
+            f"--weights {path}: not a state_dict ({type(exc).__name__}); save it with "
+            "torch.save(model.state_dict(), path)"
+        ) from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]  # a checkpoint dict that holds one
+    if not isinstance(state, dict):
+        raise UserModelError(f"--weights {path} holds a {type(state).__name__}, not a state_dict")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise UserModelError(f"--weights {path} does not fit --model {spec}: {first}") from exc
+    return model.eval()
+
+
 def load_model_and_data(
-    model_spec: str | None, data_path: str | None, *, seed: int = 0, progress: bool = False
+    model_spec: str | None,
+    data_path: str | None,
+    *,
+    seed: int = 0,
+    progress: bool = False,
+    weights: str | None = None,
 ) -> tuple[Any, Any, str]:
     """(model, DataSplits, label). No model: the demo (trained once, cached)."""
     from hadmc.data import load_npz
@@ -111,6 +143,8 @@ def load_model_and_data(
         raise UserModelError(f"data file not found: {data_path}")
     data = load_npz(data_path, seed=seed)
     model = load_user_model(model_spec)
+    if weights is not None:
+        model = load_weights(model, weights, model_spec)
     check_model_fits_data(model, data)
     return model, data, model_spec
 
@@ -144,3 +178,13 @@ def check_model_fits_data(model: Any, data: Any) -> None:
             f"labels run from {low} to {top} but the model has {n_out} outputs "
             f"(labels must be 0..{n_out - 1})"
         )
+
+
+def near_chance(accuracy: float, n: int, num_classes: int) -> bool:
+    """Whether a baseline accuracy is no better than guessing: within a tenth of the way from
+    chance to perfect, or not above chance at 95 % confidence on ``n`` images."""
+    from hadmc.stats import binomial_ci95
+
+    chance = 1.0 / max(2, num_classes)
+    low = binomial_ci95(round(accuracy * n), n)[0] if n > 0 else 0.0
+    return accuracy <= chance + 0.1 * (1.0 - chance) or low <= chance

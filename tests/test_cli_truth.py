@@ -123,3 +123,134 @@ def test_a_runtime_the_device_lacks_is_refused_before_the_model_loads() -> None:
     sim = {"profile": {"runtimes": ["onnxruntime"]}}
     assert "it runs: onnxruntime" in _runtime_missing(sim, "litert")
     assert _runtime_missing({}, "litert") == ""
+
+
+# -- the issue's rows through the command line (host.cli.main, in process) -------------------
+# Every failing row: the documented exit code, the sentence on stderr, no traceback, and
+# no run directory left behind by a validation failure.
+SIM = ["--device", "sim:raspberry-pi-4"]
+TINY = ["--episodes", "1", "--episodes-per-update", "1", "--finetune-steps", "0",
+        "--strategy", "grid", "--host-threads", "1"]  # fmt: skip
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from host.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert not any(line.startswith("Traceback") for line in err.splitlines()), err
+    return code, out, err
+
+
+def test_a_csv_renamed_npz_is_one_line_and_never_a_hint_to_unpickle(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (files / "data.npz").write_text("x,y\n0.1,3\n0.2,4\n")
+    code, out, err = _cli(capsys, "search", "--model", "mynets:make", "--data", "data.npz",
+                          *SIM, "--out", "r")  # fmt: skip
+    assert code == 2
+    assert "data.npz is not an .npz archive (it looks like text); save arrays with numpy.savez" in err
+    assert "pickle" not in err.lower()
+    assert not (files / "r").exists()  # a validation failure leaves no run directory
+
+
+def test_validation_failures_leave_no_run_directory(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for data, sentence in (("labels.npz", "labels run from 0 to 42"),
+                           ("rgb.npz", "the data has 3 channels")):  # fmt: skip
+        code, _, err = _cli(capsys, "search", "--model", "mynets:make", "--data", data, *SIM,
+                            "--out", "r")  # fmt: skip
+        assert code == 2 and sentence in err and not (files / "r").exists()
+    (files / "mine").mkdir()
+    (files / "mine" / "notes.txt").write_text("mine")  # an --out that already held a file
+    code, _, err = _cli(capsys, "search", "--model", "mynets:boom", "--data", "ok.npz", *SIM,
+                        "--out", "mine")  # fmt: skip
+    assert code == 2 and "raised RuntimeError" in err
+    assert sorted(p.name for p in (files / "mine").iterdir()) == ["notes.txt"]
+
+
+def test_search_json_answers_a_usage_error_in_json(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _cli(capsys, "search", "--device", "nonsense", "--json")
+    assert code == 2 and "bad_address: bad device address 'nonsense'" in err
+    answer = json.loads(out)
+    assert answer["ok"] is False and answer["error_code"] == "bad_address"
+    assert answer["error"].startswith("bad device address 'nonsense'")
+
+
+def test_a_simulated_search_with_no_member_in_the_limits(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 3 with the limit and the closest candidate; 'simulated' in the progress lines and
+    the JSON; the untrained factory's near-chance baseline is warned about; yes/no cells."""
+    import torch
+
+    torch.manual_seed(0)  # the factory's random init: a baseline near chance, every time
+    code, out, err = _cli(capsys, "search", "--model", "mynets:make", "--data", "ok.npz", *SIM,
+                          *TINY, "--max-latency-ms", "0.001", "--out", "r", "--json")  # fmt: skip
+    assert code == 3
+    assert "no front member meets the limits (max accuracy drop 1 points, max latency 0.001 ms);" \
+        " closest: candidate 1, 0.0" in err  # fmt: skip
+    assert "1/1 grid" in err and "[simulated]" in err
+    assert "near chance (10.0 % for 10 classes): --model must return the trained model" in err
+    summary = json.loads(out)
+    assert summary["simulated"] is True and summary["ok"] is False
+    assert summary["error_code"] == "none_within_limits"
+    table = err[err.index("Pareto front (1 simulated"):]
+    assert " no " in table and "True" not in table and "False" not in table
+    assert "peak mem MiB" in table
+
+
+def test_best_by_reward_without_limits_then_resume_with_overrides(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _cli(capsys, "search", "--model", "mynets:make", "--data", "ok.npz", *SIM,
+                          *TINY, "--max-accuracy-drop", "none", "--out", "r")  # fmt: skip
+    assert code == 0 and "best by reward (no limits): r/best.onnx" in out
+    assert "best under limits" not in out and " yes " in out
+    code, out, err = _cli(capsys, "search", "--resume", "r", "--episodes", "2",
+                          "--device", "sim:raspberry-pi-5")  # fmt: skip
+    assert code == 0 and "resuming: 1 candidates restored from r" in err
+    saved = json.loads((files / "r" / "run_config.json").read_text())
+    assert saved["device"] == "sim:raspberry-pi-5" and saved["episodes"] == 2
+    code, out, err = _cli(capsys, "search", "--resume", "r", "--device", "nonsense")
+    assert code == 2 and "bad_address" in err
+    assert json.loads((files / "r" / "run_config.json").read_text())["device"] == saved["device"]
+
+
+def test_ctrl_c_says_how_to_resume(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def interrupt(record: object) -> None:
+        raise KeyboardInterrupt
+
+    args = _args("--model", "mynets:make", "--data", "ok.npz", *SIM, *TINY, "--out", "r")
+    assert run_search(args, {"quiet": True, "on_measured": interrupt}) == 130
+    err = capsys.readouterr().err
+    assert "hadmc-host: interrupted; resume with: hadmc-host search --resume r" in err
+    assert (files / "r" / "run_config.json").is_file()  # kept: the run can be resumed
+
+
+def test_weights_pair_a_factory_with_a_state_dict(files: Path) -> None:
+    import torch
+
+    from host.user_model import load_weights, near_chance
+
+    trained = load_user_model("mynets:make")
+    torch.save(trained.state_dict(), files / "w.pt")
+    fresh = load_weights(load_user_model("mynets:make"), str(files / "w.pt"), "mynets:make")
+    pairs = zip(fresh.state_dict().values(), trained.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    torch.save({"other.weight": torch.zeros(1)}, files / "bad.pt")
+    with pytest.raises(UserModelError, match="does not fit --model mynets:make") as exc:
+        load_weights(load_user_model("mynets:make"), str(files / "bad.pt"), "mynets:make")
+    assert "\n" not in str(exc.value)
+    assert near_chance(0.1, 1000, 10) and near_chance(0.15, 40, 10)
+    assert not near_chance(0.9, 1000, 10) and not near_chance(0.6, 400, 2)
+
+
+def test_help_says_the_factory_returns_the_trained_model() -> None:
+    parser = argparse.ArgumentParser()
+    add_search_arguments(parser)
+    text = " ".join(parser.format_help().split())
+    assert "returning the *trained* model (or pair it with --weights)" in text

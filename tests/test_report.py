@@ -276,7 +276,7 @@ def test_front_table_in_page_has_ratios_and_links(tmp_path: Path) -> None:
     table = re.search(r'<table class="front">.*?</table>', page, re.S)
     assert table
     header = re.findall(r"<th>(.*?)</th>", table.group(0))
-    for col in ("speedup", "drop pts", "size KB", "size ratio", "memory MB", "artifact",
+    for col in ("speedup", "drop pts", "size KB", "size ratio", "peak mem MiB", "artifact",
                 "test acc %"):  # fmt: skip
         assert col in header
     rows = re.findall(r"<tr><td>.*?</tr>", table.group(0), re.S)

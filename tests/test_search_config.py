@@ -41,8 +41,8 @@ def test_json_round_trip_leaves_out_secrets_and_machine_settings() -> None:
 
 
 def test_measure_options_and_key_salt() -> None:
-    cfg = _cfg("--measure-runs", "20", "--measure-seconds", "0.4", "--warmup-seconds", "0.1",
-               "--threads", "2", "--finetune-steps", "7", "--seed", "5")  # fmt: skip
+    cfg = _cfg("--num-runs", "20", "--min-secs", "0.4", "--warmup-min-secs", "0.1",
+               "--num-threads", "2", "--finetune-steps", "7", "--seed", "5")  # fmt: skip
     assert cfg.measure_options() == MeasureOptions(
         threads=2, warmup_runs=10, warmup_min_seconds=0.1, min_runs=20, min_seconds=0.4,
         max_seconds=10.0,

@@ -1,0 +1,154 @@
+"""Flags of ``hadmc-host search`` (the defaults are the measured default run: docs/results.md).
+
+The measurement flags carry TFLite benchmark_model's names (``host.flags``); ``FLAGS`` maps
+the dests whose flag is named differently, for messages that name a flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from host.flags import add_flag
+
+# Sizes. In the 2026-12-01 bench (2-vCPU VM, demo, local agent) one candidate cost ~18 s:
+# fine-tune 20 steps of batch 64 ~11 s (0.55 s a step on that day's machine; 0.19 s on
+# 2026-11-24's), export ~2.5 s, test + validation accuracy ~3 s, measurement ~1.5 s; a PPO
+# surrogate round adds ~25 s per 4 candidates. 20 steps keep uniform int8 within 0.3 points and
+# let keep ~0.7 int8 reach the 1-point limit; 50 steps recover more but cost 2.5x the time.
+# The default run is what the bench measured: docs/results.md.
+DEFAULT_EPISODES = 24
+DEFAULT_EPISODES_PER_UPDATE = 4
+DEFAULT_FINETUNE_STEPS = 20
+DEFAULT_MAX_ACCURACY_DROP = 1.0
+
+
+def _drop_points(text: str) -> float | None:
+    """``--max-accuracy-drop``: points (0-100), or ``none`` to lift the limit."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        msg = f"expected points (e.g. 1.5) or none, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+# Flags whose name is not their dest with dashes (host.flags: benchmark_model's names).
+FLAGS = {"threads": "--num-threads", "measure_runs": "--num-runs",
+         "measure_seconds": "--min-secs", "warmup_seconds": "--warmup-min-secs"}  # fmt: skip
+
+
+def add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``hadmc-host search`` (DESIGN §6)."""
+    a = parser.add_argument
+    a(
+        "--model",
+        help="pkg.module:factory or path/file.py:factory, called with no arguments, returning "
+        "the *trained* model (or pair it with --weights); or a whole-model .pt file "
+        "(unpickled: only trusted files). Default: the built-in demo (MobileNetV2-style CNN on "
+        "scikit-learn digits, trained once and cached, ~2 min)",
+    )
+    a(
+        "--weights",
+        metavar="STATE_DICT.pt",
+        help="trained weights for --model: a state_dict saved with "
+        "torch.save(model.state_dict(), path), loaded into the factory's model",
+    )
+    a(
+        "--data",
+        help="file.npz with x_train, y_train, x_val, y_val (NCHW float32, int labels); "
+        "required with --model",
+    )
+    a(
+        "--device",
+        help="ip:port of a hadmc-device agent, or sim:<profile> (analytic estimate, "
+        "labelled simulated). Default: start a local agent on 127.0.0.1",
+    )
+    a(
+        "--token",
+        help="bearer token for a remote agent started with --token (default: $HADMC_TOKEN)",
+    )
+    a(
+        "--runtime",
+        choices=("onnxruntime", "litert"),
+        default="onnxruntime",
+        help="runtime on the device; decides the artifact (.onnx / .tflite) and the precisions "
+        "the quantization agent may choose (fp32/int8). Default: onnxruntime",
+    )
+    add_flag(parser, "--num-threads", "--threads", dest="threads", type=int, default=1,
+             help="inference threads on the device (default 1)")  # fmt: skip
+    a(
+        "--host-threads",
+        type=int,
+        default=None,
+        help="torch threads for fine-tuning and evaluation on this machine (default: all cores; "
+        "lower it when the machine is shared, e.g. 1 beside other heavy work)",
+    )
+    a(
+        "--episodes",
+        type=int,
+        default=DEFAULT_EPISODES,
+        help=f"budget: real candidates (built, fine-tuned, measured on the device) the search may "
+        f"spend (default {DEFAULT_EPISODES}); a proposal already measured is free, and every "
+        "strategy is compared at this count",
+    )
+    a(
+        "--episodes-per-update",
+        type=int,
+        default=DEFAULT_EPISODES_PER_UPDATE,
+        help="real candidates per round: per PPO update, per surrogate ranking, per checkpoint "
+        f"(default {DEFAULT_EPISODES_PER_UPDATE})",
+    )
+    a("--max-latency-ms", type=float, help="latency limit, p50 in milliseconds (default none)")
+    a(
+        "--max-accuracy-drop",
+        type=_drop_points,
+        default=DEFAULT_MAX_ACCURACY_DROP,
+        help="accuracy drop limit vs the fp32 baseline on validation, in percentage points "
+        f"(default {DEFAULT_MAX_ACCURACY_DROP:g}; 'none' lifts it). A candidate over it scores "
+        "below every candidate within it, and the chosen model must meet it",
+    )
+    a("--max-memory-mb", type=float, help="peak memory limit in MiB (2**20 bytes; default none)")
+    a("--out", help="run directory (default outputs/run-<UTC timestamp>)")
+    a(
+        "--resume",
+        metavar="DIR",
+        help="continue a killed run from its run directory; the run's saved arguments are used",
+    )
+    a(
+        "--strategy",
+        choices=("ppo", "random", "optuna", "grid"),
+        default="ppo",
+        help="ppo (multi-agent policy, default), random (uniform over the same actions), optuna "
+        "(TPE over the same actions) or grid (uniform keep ratio x precision, what a user tries "
+        "first; stops when the grid is done)",
+    )
+    a(
+        "--surrogate",
+        choices=("on", "off"),
+        default="on",
+        help="on (default): measure a small designed set first, then rank proposals with a "
+        "latency model calibrated on the device and an accuracy proxy, and (ppo) train the "
+        "policy on hundreds of predicted episodes between real rounds. Applies to ppo and "
+        "random; predicted figures are labelled and never enter the Pareto front",
+    )
+    a(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the policy / sampler and fine-tuning (default 0)",
+    )
+    a(
+        "--finetune-steps",
+        type=int,
+        default=DEFAULT_FINETUNE_STEPS,
+        help=f"distillation fine-tune steps per candidate, batch 64 (default {DEFAULT_FINETUNE_STEPS})",
+    )
+    add_flag(parser, "--num-runs", "--measure-runs", dest="measure_runs", type=int, default=50,
+             help="min timed runs per measurement (default 50)")  # fmt: skip
+    add_flag(parser, "--min-secs", "--measure-seconds", dest="measure_seconds", type=float,
+             default=1.0, help="min timed window per measurement, seconds (default 1.0)")  # fmt: skip
+    add_flag(parser, "--warmup-min-secs", "--warmup-seconds", dest="warmup_seconds",
+             type=float, default=0.5,
+             help="min warm-up per measurement, seconds, after >= 10 runs (default 0.5)")  # fmt: skip
+    a("--json", action="store_true", help="print a JSON summary on stdout (table goes to stderr)")
