@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -257,8 +258,16 @@ def _resolve_args(args: argparse.Namespace) -> tuple[SearchConfig, Path, bool]:
     return cfg, run_dir, False
 
 
-def run_search(args: argparse.Namespace, hooks: dict[str, Any] | None = None) -> int:
-    """Entry point of ``hadmc-host search``; returns the exit code (2 = bad input/device)."""
+def run_search(
+    args: argparse.Namespace,
+    hooks: dict[str, Any] | None = None,
+    passes: Sequence[Any] | None = None,
+) -> int:
+    """Entry point of ``hadmc-host search``; returns the exit code (2 = bad input/device).
+
+    ``passes``: the compression passes to search over (``hadmc.compress.registry``); default
+    every registered pass. A caller adds its own here, e.g. ``(*default_passes(), MyPass())``.
+    """
     try:
         cfg, run_dir, resumed = _resolve_args(args)
     except ValueError as exc:
@@ -295,7 +304,7 @@ def run_search(args: argparse.Namespace, hooks: dict[str, Any] | None = None) ->
         from host.user_model import UserModelError
 
         try:
-            run = SearchRun(cfg, run_dir, device, info, resumed, hooks)
+            run = SearchRun(cfg, run_dir, device, info, resumed, hooks, passes)
         except (UserModelError, DataError) as exc:
             return _fail(str(exc))
         except DeviceError as exc:
