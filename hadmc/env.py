@@ -6,8 +6,8 @@ compression passes of ``hadmc.compress.registry`` (default: every registered pas
 Which head acts when:
 
 - a per-group pass acts at the first group of each of its decision units (``units``), and
-  the unit's other groups repeat that choice: ``pruning`` and ``fusion`` at every group,
-  ``quantization`` once per precision stage (``precision_stages``);
+  the unit's other groups repeat that choice: ``pruning`` and ``fusion`` (where offered) at
+  every group, ``quantization`` once per precision stage (``precision_stages``);
 - any other pass (``distillation``, ``update``) acts once, at the last step.
 
 Action bounding (AMC): given ``keep_bound(step, keeps, precisions) -> max keep`` (the
@@ -55,7 +55,8 @@ def heads_for(runtime: str, passes: Passes = None) -> tuple[str, ...]:
 
 def make_action_spec(runtime: str, passes: Passes = None) -> ActionSpec:
     """One head per pass offered on ``runtime`` (e.g. quantization: what the runtime executes)."""
-    offered = [p for p in resolve_passes(passes) if p.name in heads_for(runtime, passes)]
+    heads = heads_for(runtime, passes)
+    offered = [p for p in resolve_passes(passes) if p.name in heads]
     return ActionSpec(heads=tuple(HeadSpec(p.name, p.kind, p.size(runtime)) for p in offered))
 
 

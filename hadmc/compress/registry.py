@@ -29,6 +29,7 @@ passes import their torch implementations inside ``apply`` / ``choices``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from collections.abc import Callable, Mapping, Sequence
@@ -217,9 +218,10 @@ def registered() -> dict[str, type[CompressionPass]]:
     return dict(_REGISTRY)
 
 
+@functools.cache
 def _import_builtins() -> None:
     # Imported by name at run time, not by a static import: a new module in the folder needs
-    # no line anywhere else.
+    # no line anywhere else. Once per process (the passes register as their modules load).
     from hadmc.compress import passes
 
     for info in pkgutil.iter_modules(passes.__path__):
