@@ -1,9 +1,12 @@
 """Turn a joint action into a deployable, evaluated artifact (everything but the device).
 
-Order (DESIGN §1): prune (physical channel removal, ``round_to`` channel multiples) -> fuse ->
-distil-finetune against the original model as teacher (bounded number of steps) -> export
-(ONNX: int8 groups quantized with static QDQ, fp32 groups kept float via ``float_modules``;
-or TFLite) -> accuracy of the EXPORTED artifact on the validation split.
+The compression passes (``hadmc.compress.registry``) apply phase by phase, in pass order
+within a phase (DESIGN §1): ``model`` passes (prune: physical channel removal, ``round_to``
+channel multiples; then fuse) -> ``finetune`` passes set the distillation fine-tune against
+the original model as teacher (bounded number of steps), which runs -> ``export`` passes set
+the exporter's options (ONNX: int8 groups quantized with static QDQ, fp32 groups kept float via
+``float_modules``; or TFLite), and it exports -> accuracy of the EXPORTED artifact on the
+validation split.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from torch import nn
 
 from hadmc.compress.distill import DistillConfig, distill_finetune
 from hadmc.compress.export import ExportResult, evaluate_artifact, export_onnx, export_tflite
-from hadmc.compress.fusion import fuse_model
-from hadmc.compress.pruning import count_macs_params, prune_model
+from hadmc.compress.pruning import count_macs_params
+from hadmc.compress.registry import Build, CompressionPass, resolve_passes
 from hadmc.env import JointAction
 
 ARTIFACT_EXT = {"onnxruntime": "onnx", "litert": "tflite"}
@@ -95,18 +98,6 @@ def strip_unused_opsets(result: ExportResult) -> ExportResult:
     return dataclasses.replace(result, size_bytes=Path(result.path).stat().st_size)
 
 
-def _fusion_patterns(model: nn.Module, groups: Sequence[Any], joint: JointAction) -> dict[str, str]:
-    convs = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-    patterns: dict[str, str] = {}
-    for g, pattern in zip(groups, joint.fusion, strict=True):
-        if pattern == "none":
-            continue
-        for name in g.module_names:
-            if name in convs:  # only convolutions have a BN (and activation) to fold into
-                patterns[name] = pattern
-    return patterns
-
-
 def build_candidate(
     model: nn.Module,
     data: Any,
@@ -119,37 +110,41 @@ def build_candidate(
     seed: int = 0,
     threads: int = 1,
     teacher_logits: torch.Tensor | None = None,
+    passes: Sequence[CompressionPass] | None = None,
 ) -> BuiltCandidate:
     """Apply ``joint`` to a copy of ``model`` and export to ``path_stem`` + runtime extension.
 
     ``teacher_logits``: ``model``'s logits on the training split (``teacher_logits_for``),
-    computed once per search rather than in every fine-tune step.
+    computed once per search rather than in every fine-tune step. ``passes``: the passes
+    ``joint`` was decided with (default: the registry).
     """
     if runtime not in ARTIFACT_EXT:
         raise ValueError(f"unknown runtime {runtime!r}; known {sorted(ARTIFACT_EXT)}")
+    passes = resolve_passes(passes)
     n = len(groups)
-    if not (len(joint.keep_ratios) == len(joint.precisions) == len(joint.fusion) == n):
-        raise ValueError(f"joint action is for {len(joint.keep_ratios)} groups, model has {n}")
+    for p in passes:
+        if p.per_group and len(joint[p.name]) != n:
+            raise ValueError(f"joint action is for {len(joint[p.name])} groups, model has {n}")
     example = example_input_for(data.input_shape)
     timings: dict[str, float] = {}
+    build = Build(model, model, data, groups, example, runtime)
+
+    for p in passes:
+        if p.phase == "model":
+            t0 = time.perf_counter()
+            p.apply(joint[p.name], build)
+            timings[f"{p.timing or p.name}_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    student = prune_model(model, joint.keep_ratios, example)
-    timings["prune_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    patterns = _fusion_patterns(student, groups, joint)
-    if patterns:
-        student = fuse_model(student, patterns)
-    timings["fuse_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
+    for p in passes:
+        if p.phase == "finetune":
+            p.apply(joint[p.name], build)
+    # Model passes return copies; without any, the fine-tune must not train the user's model.
+    student = build.student if build.student is not model else copy.deepcopy(model)
     steps = 0
     if finetune_steps > 0:
         cfg = DistillConfig(
-            temperature=joint.temperature,
-            alpha=joint.alpha,
-            scope=joint.update_scope,
+            **build.finetune,
             epochs=1000.0,  # bounded by max_steps, not epochs
             max_steps=finetune_steps,
             batch_size=FINETUNE_BATCH,
@@ -163,33 +158,13 @@ def build_candidate(
     timings["finetune_s"] = time.perf_counter() - t0
 
     macs, params = count_macs_params(student, example)
-    n_int8 = sum(p == "int8" for p in joint.precisions)
     path = Path(f"{path_stem}.{ARTIFACT_EXT[runtime]}")
     t0 = time.perf_counter()
-    if runtime == "onnxruntime":
-        if n_int8 == 0:
-            exported = export_onnx(student, path, example, precision="fp32")
-        else:
-            float_modules = [
-                name
-                for g, p in zip(groups, joint.precisions, strict=True)
-                if p != "int8"
-                for name in g.module_names
-            ]
-            exported = export_onnx(
-                student,
-                path,
-                example,
-                precision="int8",
-                calib_x=data.x_calib,
-                float_modules=float_modules,
-            )
-    else:
-        # export_tflite has no per-module precision: the whole model is int8 when most groups
-        # chose int8 (documented in docs/results.md).
-        precision = "int8" if n_int8 * 2 >= n and n_int8 > 0 else "fp32"
-        exported = export_tflite(student, path, example, precision=precision, calib_x=data.x_calib)
-    exported = strip_unused_opsets(exported)
+    for p in passes:
+        if p.phase == "export":
+            p.apply(joint[p.name], build)
+    exporter = export_onnx if runtime == "onnxruntime" else export_tflite
+    exported = strip_unused_opsets(exporter(student, path, example, **build.export))
     timings["export_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

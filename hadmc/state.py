@@ -28,14 +28,17 @@ int8_available      1 when the runtime executes int8 kernels on this device, els
 ==================  ==========================================================================
 
 Compression state (``COMPRESSION_FEATURES``), what the episode did so far and how the last
-candidate fared:
+candidate fared. Between ``progress`` and the ``last_*`` features come the ``features()`` of
+the per-group compression passes (``hadmc.compress.registry``), ordered by their ``slot``;
+the built-in ones are:
 
 ==================  ==========================================================================
 progress            ``t / n`` steps done in this episode
-mean_keep           mean keep-ratio chosen so far (1.0 before the first choice)
-frac_int8           fraction of groups so far quantized to int8 (0 before the first choice)
-macs_kept           estimated fraction of the group MACs kept so far, as a budget used:
-                    sum over done groups of ``macs_i * keep_i`` / total group MACs
+mean_keep           (pruning) mean keep-ratio chosen so far (1.0 before the first choice)
+frac_int8           (quantization) fraction of groups so far quantized to int8 (0 before the
+                    first choice)
+macs_kept           (pruning) estimated fraction of the group MACs kept so far, as a budget
+                    used: sum over done groups of ``macs_i * keep_i`` / total group MACs
 last_acc_ratio      last candidate's accuracy / baseline accuracy (clipped to [0, 1.5]) / 1.5
 last_lat_ratio      last candidate's latency / baseline latency (clipped to [0, 2]) / 2
 last_size_ratio     last candidate's size / baseline size (clipped to [0, 2]) / 2
@@ -52,6 +55,8 @@ from typing import Any
 
 import numpy as np
 
+from hadmc.compress.registry import CompressionPass, Feature, resolve_passes
+
 KINDS = ("conv", "pointwise", "depthwise", "linear")
 GROUP_FEATURES = tuple(f"kind_{k}" for k in KINDS) + (
     "out_channels",
@@ -63,17 +68,26 @@ GROUP_FEATURES = tuple(f"kind_{k}" for k in KINDS) + (
     "sensitivity",
 )
 HARDWARE_FEATURES = ("cores", "memory", "baseline_latency", "int8_available")
-COMPRESSION_FEATURES = (
-    "progress",
-    "mean_keep",
-    "frac_int8",
-    "macs_kept",
-    "last_acc_ratio",
-    "last_lat_ratio",
-    "last_size_ratio",
-    "last_feasible",
-)
-FEATURE_NAMES = GROUP_FEATURES + HARDWARE_FEATURES + COMPRESSION_FEATURES
+LAST_FEATURES = ("last_acc_ratio", "last_lat_ratio", "last_size_ratio", "last_feasible")
+
+
+def choice_features(passes: Sequence[CompressionPass] | None = None) -> list[tuple[str, Feature]]:
+    """(pass name, feature) of every per-group pass's observation features, by ``slot``."""
+    found = [(p.name, f) for p in resolve_passes(passes) if p.per_group for f in p.features()]
+    return sorted(found, key=lambda pf: pf[1].slot)  # stable: pass order within a slot
+
+
+def feature_names(passes: Sequence[CompressionPass] | None = None) -> tuple[str, ...]:
+    comp = ("progress", *(f.name for _, f in choice_features(passes)), *LAST_FEATURES)
+    names = GROUP_FEATURES + HARDWARE_FEATURES + comp
+    if len(set(names)) != len(names):
+        raise ValueError(f"observation feature names must be unique, got {names}")
+    return names
+
+
+# The layout with the registered passes (the built-ins: mean_keep, frac_int8, macs_kept).
+FEATURE_NAMES = feature_names()
+COMPRESSION_FEATURES = FEATURE_NAMES[len(GROUP_FEATURES) + len(HARDWARE_FEATURES) :]
 
 
 @dataclass(frozen=True)
@@ -157,13 +171,14 @@ class LastCandidate:
 
 
 class StateEncoder:
-    """Encodes (group index, actions so far, last candidate) into a float32 vector."""
+    """Encodes (group index, choices so far, last candidate) into a float32 vector."""
 
     def __init__(
         self,
         groups: Sequence[Any],
         sensitivity: Sequence[float],
         hardware: HardwareFeatures,
+        passes: Sequence[CompressionPass] | None = None,
     ) -> None:
         if not groups:
             raise ValueError("the model has no prunable layer groups")
@@ -179,10 +194,12 @@ class StateEncoder:
         self._hw = hardware.vector()
         total_macs = sum(g.macs for g in self.groups)
         self._macs_share = [g.macs / total_macs if total_macs else 0.0 for g in self.groups]
+        self._choice_features = choice_features(passes)
+        self.feature_names = feature_names(passes)
 
     @property
     def dim(self) -> int:
-        return len(FEATURE_NAMES)
+        return len(self.feature_names)
 
     def _encode_groups(self) -> list[np.ndarray]:
         max_ch = max(g.out_channels for g in self.groups)
@@ -213,21 +230,19 @@ class StateEncoder:
     def encode(
         self,
         step: int,
-        keep_ratios: Sequence[float],
-        int8_flags: Sequence[bool],
+        choices: Mapping[str, Sequence[Any]],
         last: LastCandidate | None,
     ) -> np.ndarray:
-        """Observation for acting on group ``step`` (clamped to the last group when == n)."""
+        """Observation for acting on group ``step`` (clamped to the last group when == n).
+
+        ``choices``: the per-group values decided so far, by pass name (a pass not there has
+        decided nothing yet).
+        """
         n = len(self.groups)
         g = self._group_vectors[min(step, n - 1)]
-        done = len(keep_ratios)
-        macs_kept = sum(s * k for s, k in zip(self._macs_share, keep_ratios, strict=False))
-        comp = [
-            step / n,
-            float(np.mean(keep_ratios)) if done else 1.0,
-            float(np.mean(int8_flags)) if int8_flags else 0.0,
-            macs_kept,
-        ]
+        comp = [step / n]
+        for name, f in self._choice_features:
+            comp.append(f.compute(choices.get(name, ()), self._macs_share))
         if last is None:
             comp += [0.0, 0.0, 0.0, 0.0]
         else:

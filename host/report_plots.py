@@ -6,6 +6,7 @@ matplotlib's object API with the Agg canvas: no pyplot global state, no display 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from hadmc.compress.registry import action_series
 
 
 def title_tag(report: Mapping[str, Any]) -> str:
@@ -120,22 +123,17 @@ def _hist(ax: Any, values: Sequence[float], title: str) -> None:
 
 
 def _plot_actions(report: dict[str, Any], path: Path, tag: str) -> None:
-    acts = [c["actions"] or {} for c in report["candidates"]]
-    keep = [float(v) for a in acts for v in a.get("pruning", [])]
-    prec = [v for a in acts for v in a.get("quantization", [])]
-    fusion = [v for a in acts for v in a.get("fusion", [])]
-    dist = [a["distillation"] for a in acts if isinstance(a.get("distillation"), Mapping)]
-    temps = [float(d["temperature"]) for d in dist if "temperature" in d]
-    alphas = [float(d["alpha"]) for d in dist if "alpha" in d]
-    scopes = [a["update"] for a in acts if "update" in a]
-    fig = Figure(figsize=(9.6, 5.6))
-    axes = fig.subplots(2, 3)
-    _hist(axes[0][0], keep, "pruning: keep ratio (all groups)")
-    _counts(axes[0][1], prec, "quantization: precision (all groups)")
-    _counts(axes[0][2], fusion, "fusion: pattern (all groups)")
-    _hist(axes[1][0], temps, "distillation: temperature T")
-    _hist(axes[1][1], alphas, "distillation: alpha")
-    _counts(axes[1][2], scopes, "update: scope")
+    """One panel per series of every compression pass (``hadmc.compress.registry``), three a
+    row: a histogram for numbers (keep ratio, T, alpha), counts for choices."""
+    series = action_series([c["actions"] or {} for c in report["candidates"]])
+    cols = 3
+    rows = max(1, math.ceil(len(series) / cols))
+    fig = Figure(figsize=(9.6, 2.8 * rows))
+    axes = list(fig.subplots(rows, cols, squeeze=False).flat)
+    for ax, s in zip(axes, series, strict=False):
+        (_hist if s.numeric else _counts)(ax, s.values, s.title)
+    for ax in axes[len(series) :]:
+        ax.set_axis_off()
     fig.suptitle(f"Action distributions per agent{tag}", fontsize=11)
     _save(fig, path)
 

@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -193,8 +194,16 @@ def _open_device(cfg: SearchConfig) -> tuple[Any, dict[str, Any]]:
         client_log.setLevel(level)
 
 
-def run_search(args: argparse.Namespace, hooks: dict[str, Any] | None = None) -> int:
-    """Entry point of ``hadmc-host search``; returns the exit code (``host.errors``)."""
+def run_search(
+    args: argparse.Namespace,
+    hooks: dict[str, Any] | None = None,
+    passes: Sequence[Any] | None = None,
+) -> int:
+    """Entry point of ``hadmc-host search``; returns the exit code (``host.errors``).
+
+    ``passes``: the compression passes to search over (``hadmc.compress.registry``); default
+    every registered pass. A caller adds its own here, e.g. ``(*default_passes(), MyPass())``.
+    """
     json_out = bool(getattr(args, "json", False))
     try:
         cfg, run_dir, resumed = _resolve_args(args)
@@ -225,7 +234,7 @@ def run_search(args: argparse.Namespace, hooks: dict[str, Any] | None = None) ->
         try:
             if not resumed:
                 guard.create(cfg)
-            run = SearchRun(cfg, run_dir, device, info, resumed, hooks)
+            run = SearchRun(cfg, run_dir, device, info, resumed, hooks, passes)
         except (UserModelError, DataError) as exc:
             guard.undo()
             return _fail(exc, json_out)

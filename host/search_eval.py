@@ -94,6 +94,7 @@ class EvalContext:
     reward_config: RewardConfig
     candidates_dir: Path
     teacher_logits: Any = None  # torch.Tensor: the model's logits on x_train, for fine-tunes
+    passes: tuple[Any, ...] | None = None  # CompressionPass list; None = the registry
 
 
 @dataclass
@@ -178,6 +179,7 @@ class CandidateEvaluator:
                 seed=ctx.seed,
                 threads=ctx.threads,
                 teacher_logits=ctx.teacher_logits,
+                passes=ctx.passes,
             )
         except Exception as exc:  # noqa: BLE001 - a candidate that cannot be built is recorded
             log.exception("building candidate failed")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ from hadmc.candidate import (
 )
 from hadmc.chunking import chunk_file
 from hadmc.compress.distill import teacher_logits_for
+from hadmc.compress.passes.quantization_pass import RUNTIME_PRECISIONS
 from hadmc.compress.pruning import find_layer_groups
-from hadmc.env import DISTILLATION_INIT_RAW, CompressionEnv, EvalOutcome
+from hadmc.compress.registry import CompressionPass, resolve_passes
+from hadmc.env import CompressionEnv, EvalOutcome
 from hadmc.hal import Device
 from hadmc.pareto import ParetoArchive
 from hadmc.reward import Objectives, RewardConfig
@@ -52,6 +55,7 @@ class SearchRun:
         device_info: dict[str, Any],
         resumed: bool,
         hooks: dict[str, Any],
+        passes: Sequence[CompressionPass] | None = None,
     ) -> None:
         # Host-side torch work (training, fine-tuning, evaluation) never overlaps a measurement
         # (the loop is sequential), so by default it takes every core: on a quiet 2-core machine
@@ -65,6 +69,9 @@ class SearchRun:
         host_threads = cfg.host_threads or os.cpu_count() or 1
         torch.set_num_threads(max(1, int(host_threads)))
         self.cfg, self.run_dir, self.resumed, self.hooks = cfg, run_dir, resumed, hooks
+        # The compression passes (agents) of this run: the registry unless a caller passed
+        # its own (a resumed run must be given the same ones).
+        self.passes = resolve_passes(passes)
         self.ext = ARTIFACT_EXT[args.runtime]
         self._say(
             "setup: model and data"
@@ -122,7 +129,7 @@ class SearchRun:
         hardware = HardwareFeatures.from_device_info(
             device_info, self.baseline.latency_ms, args.runtime
         )
-        self.encoder = StateEncoder(self.groups, sensitivity, hardware)
+        self.encoder = StateEncoder(self.groups, sensitivity, hardware, self.passes)
         self.archive = ParetoArchive(self.baseline)
         for rec in self.store.candidates("measured"):  # resume: everything measured so far
             self.archive.add(rec.id, Objectives.from_metrics(rec.metrics or {}))
@@ -144,6 +151,7 @@ class SearchRun:
             teacher_logits=teacher_logits_for(self.model, self.data)
             if args.finetune_steps > 0
             else None,
+            passes=self.passes,
         )
         reopen = None
         if args.device is None:
@@ -161,7 +169,9 @@ class SearchRun:
             keep_bound = self.surrogate.keep_bound(self.limits.max_latency_ms)
         from host.strategies import _deferred
 
-        self.env = CompressionEnv(self.encoder, args.runtime, _deferred, keep_bound=keep_bound)
+        self.env = CompressionEnv(
+            self.encoder, args.runtime, _deferred, keep_bound=keep_bound, passes=self.passes
+        )
         self.budget = int(args.episodes)
         self.batch = int(args.episodes_per_update)
         self.strategy = self._make_strategy()
@@ -243,7 +253,7 @@ class SearchRun:
             surrogate=self.surrogate if self.use_surrogate else None,
             max_latency_ms=self.limits.max_latency_ms,
             runtime=args.runtime,
-            precisions=self.env.precisions,
+            precisions=RUNTIME_PRECISIONS[args.runtime],
             n_groups=len(self.groups),
             archive=self.archive,
         )
@@ -270,7 +280,11 @@ class SearchRun:
             # With the surrogate the policy makes many inner updates: a constant step size.
             anneal_lr=not self.use_surrogate,
             total_updates=updates,
-            gaussian_init_mean={"distillation": list(DISTILLATION_INIT_RAW)},
+            gaussian_init_mean={
+                p.name: list(p.init_mean)
+                for p in self.passes
+                if p.init_mean is not None and p.name in self.env.heads
+            },
         )
         agent = PPO(self.env.observation_dim, self.env.action_spec, config, int(args.seed))
         return PPOStrategy(ctx, agent)

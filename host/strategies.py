@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from hadmc.env import KEEP_RATIOS, CompressionEnv, EvalOutcome, JointAction
+from hadmc.compress.passes.pruning_pass import KEEP_RATIOS
+from hadmc.env import CompressionEnv, EvalOutcome, JointAction
 from hadmc.surrogate.model import Prediction, Surrogate
 
 STRATEGIES = ("ppo", "random", "optuna", "grid")
@@ -104,7 +105,7 @@ class Strategy:
         for keep, prec in DESIGN:
             if prec not in self.ctx.precisions:
                 continue
-            joint = JointAction.uniform(self.ctx.n_groups, keep, prec)
+            joint = JointAction.uniform(self.ctx.n_groups, keep, prec, passes=self.ctx.env.passes)
             if self.ctx.key(joint) not in self.ctx.known and len(out) < k:
                 out.append(Proposal(joint, source="design"))
         return out
@@ -184,7 +185,7 @@ class GridStrategy(Strategy):
     def __init__(self, ctx: StrategyContext, order_by: Callable[[JointAction], float]) -> None:
         super().__init__(ctx)
         grid = [
-            JointAction.uniform(ctx.n_groups, keep, prec)
+            JointAction.uniform(ctx.n_groups, keep, prec, passes=ctx.env.passes)
             for keep in KEEP_RATIOS
             for prec in ctx.precisions
             if not (keep == 1.0 and prec == "fp32")  # that is the baseline itself
@@ -218,7 +219,8 @@ class RandomStrategy(Strategy):
 
 
 class OptunaStrategy(Strategy):
-    """TPE (multivariate) over keep per group, precision per stage, T, alpha, update scope."""
+    """TPE (multivariate) over every pass's ``suggest``: keep per group, precision per stage,
+    T, alpha, update scope (and a new pass's categorical head per decision unit)."""
 
     name = "optuna"
 
@@ -229,25 +231,15 @@ class OptunaStrategy(Strategy):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler = optuna.samplers.TPESampler(seed=ctx.seed, multivariate=True)
         self.study = optuna.create_study(direction="maximize", sampler=sampler)
-        self.stages = ctx.env.stages
         self._pending: dict[int, Any] = {}
 
     def _joint(self, trial: Any) -> JointAction:
-        from hadmc.compress.distill import UPDATE_SCOPES
-
-        keeps = [trial.suggest_categorical(f"keep_{i}", KEEP_RATIOS) for i in range(len(self.stages))]
-        stage_prec = {
-            s: trial.suggest_categorical(f"precision_{s}", self.ctx.precisions)
-            for s in sorted(set(self.stages))
-        }
-        return JointAction(
-            keep_ratios=[float(k) for k in keeps],
-            precisions=[stage_prec[s] for s in self.stages],
-            fusion=["none"] * len(self.stages),
-            temperature=trial.suggest_float("temperature", 1.0, 20.0, step=0.5),
-            alpha=round(trial.suggest_float("alpha", 0.05, 0.95, step=0.05), 2),
-            update_scope=trial.suggest_categorical("update_scope", UPDATE_SCOPES),
-        )
+        env = self.ctx.env
+        return JointAction({
+            p.name: p.suggest(trial, env.runtime, env.units.get(p.name))
+            if p.name in env.heads else p.default(env.n_groups)
+            for p in env.passes
+        })  # fmt: skip
 
     def propose(self, k: int) -> list[Proposal]:
         out = []
@@ -308,7 +300,9 @@ class PPOStrategy(Strategy):
             pred = s.predict(joint)
             return EvalOutcome("predicted", pred.reward, pred.to_dict())
 
-        senv = CompressionEnv(env.encoder, env.runtime, evaluate, keep_bound=env.keep_bound)
+        senv = CompressionEnv(
+            env.encoder, env.runtime, evaluate, keep_bound=env.keep_bound, passes=env.passes
+        )
         senv.last = env.last
         return senv
 

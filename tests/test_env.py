@@ -35,14 +35,15 @@ HW = HardwareFeatures(cores=4, memory_mb=4096, baseline_latency_ms=2.0, int8_ava
 def test_state_features_are_normalised_and_track_actions() -> None:
     enc = StateEncoder(_groups(), [0.0, 0.3, 0.9, 2.0], HW)
     assert enc.dim == len(FEATURE_NAMES)
-    obs0 = enc.encode(0, [], [], None)
+    obs0 = enc.encode(0, {}, None)
     assert obs0.shape == (enc.dim,) and obs0.dtype == np.float32
     assert np.all(obs0 >= 0.0) and np.all(obs0 <= 1.0)
     f = dict(zip(FEATURE_NAMES, obs0, strict=True))
     assert f["kind_conv"] == 1.0 and f["kind_depthwise"] == 0.0
     assert f["mean_keep"] == 1.0 and f["frac_int8"] == 0.0 and f["progress"] == 0.0
     assert f["cores"] == pytest.approx(0.25) and f["int8_available"] == 1.0
-    obs2 = enc.encode(2, [0.5, 1.0], [True, False], LastCandidate(0.9, 0.5, 0.4, True))
+    so_far = {"pruning": [0.5, 1.0], "quantization": ["int8", "fp32"]}
+    obs2 = enc.encode(2, so_far, LastCandidate(0.9, 0.5, 0.4, True))
     f2 = dict(zip(FEATURE_NAMES, obs2, strict=True))
     assert f2["sensitivity"] == pytest.approx(0.9)
     assert f2["mean_keep"] == pytest.approx(0.75) and f2["frac_int8"] == pytest.approx(0.5)
@@ -51,7 +52,7 @@ def test_state_features_are_normalised_and_track_actions() -> None:
     assert f2["last_lat_ratio"] == pytest.approx(0.25) and f2["last_feasible"] == 1.0
     assert np.all(obs2 >= 0.0) and np.all(obs2 <= 1.0)
     # Sensitivity above 1 (a bad input) is clipped, not propagated.
-    f3 = dict(zip(FEATURE_NAMES, enc.encode(3, [], [], None), strict=True))
+    f3 = dict(zip(FEATURE_NAMES, enc.encode(3, {}, None), strict=True))
     assert f3["sensitivity"] == 1.0
 
 

@@ -71,12 +71,12 @@ def test_group_features_hand_values() -> None:
     k = len(GROUP_FEATURES)
     hw_at = FEATURE_NAMES.index("cores")
     for step, expected in enumerate(EXPECTED_GROUPS):
-        obs = enc.encode(step, [], [], None)
+        obs = enc.encode(step, {}, None)
         assert obs.shape == (enc.dim,) and obs.dtype == np.float32
         np.testing.assert_allclose(obs[:k], expected, atol=1e-6, err_msg=f"group {step}")
         np.testing.assert_allclose(obs[hw_at : hw_at + 4], HW.vector(), atol=0)
     # past the last group (step == n) the encoder shows the last group again
-    last = enc.encode(len(GROUPS), [], [], None)
+    last = enc.encode(len(GROUPS), {}, None)
     np.testing.assert_allclose(last[:k], EXPECTED_GROUPS[-1], atol=1e-6)
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from hadmc.env import KEEP_RATIOS, JointAction
+from hadmc.compress.passes.pruning_pass import KEEP_RATIOS
+from hadmc.env import JointAction
 from hadmc.reward import Objectives, RewardConfig, compute_reward
 from hadmc.surrogate.accuracy import AccuracyProxy
 from hadmc.surrogate.latency import LatencyModel

@@ -1,0 +1,89 @@
+"""``quantization``: the precision of every layer group, chosen once per *precision stage*.
+
+On onnxruntime the groups are cut into at most ``MAX_PRECISION_STAGES`` contiguous stages and
+every group of a stage takes the stage's precision; on LiteRT the converter has no per-layer
+precision, so the head acts once for the whole model (a per-group choice there was a majority
+vote).
+
+Why stages: the demo measured all-int8 1.61x, the first half float 1.42x, and a random half of
+the groups float 0.95-1.25x, every other group float 0.88x (slower than fp32): each int8/float
+boundary adds Quantize/Dequantize nodes. Contiguous stages cap the boundaries at
+``MAX_PRECISION_STAGES - 1`` while keeping the "keep the sensitive end float" choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from hadmc.compress.registry import Build, CompressionPass, Feature
+
+# Precisions the runtime actually executes on a CPU. fp16 is left out for onnxruntime on CPU:
+# its CPU execution provider has no fp16 kernels for most ops and inserts Casts, so fp16 ran
+# slower than fp32 here (shared/notes/dependencies.md); offering it would only waste
+# measurements. LiteRT's fp16 is a storage format dequantized to fp32 on CPU: same reason.
+RUNTIME_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "onnxruntime": ("fp32", "int8"),
+    "litert": ("fp32", "int8"),
+}
+# Whether the runtime can execute a different precision per group (onnxruntime's QDQ graph
+# can; LiteRT's converter quantizes the whole model).
+PER_GROUP_PRECISION: dict[str, bool] = {"onnxruntime": True, "litert": False}
+MAX_PRECISION_STAGES = 4
+
+
+def precision_stages(n_groups: int, runtime: str) -> list[int]:
+    """Stage index of every group: contiguous, as equal as possible (see module docstring)."""
+    if n_groups < 1:
+        raise ValueError("the model has no prunable layer groups")
+    stages = min(MAX_PRECISION_STAGES, n_groups) if PER_GROUP_PRECISION[runtime] else 1
+    return [min(stages - 1, i * stages // n_groups) for i in range(n_groups)]
+
+
+def _frac_int8(precisions: Sequence[str], macs_share: Sequence[float]) -> float:
+    return float(np.mean([p == "int8" for p in precisions])) if len(precisions) else 0.0
+
+
+class QuantizationPass(CompressionPass):
+    name = "quantization"
+    order = 20
+    phase = "export"
+    default_choice = "fp32"
+    optuna_name = "precision"
+    plot_label = "precision"
+
+    def choices(self, runtime: str) -> tuple[str, ...]:
+        return RUNTIME_PRECISIONS[runtime]
+
+    def units(self, n_groups: int, runtime: str) -> list[int]:
+        return precision_stages(n_groups, runtime)
+
+    def parse(self, stored: Any) -> list[str]:
+        return [str(v) for v in stored]
+
+    def features(self) -> tuple[Feature, ...]:
+        return (Feature("frac_int8", _frac_int8, slot=2),)
+
+    def apply(self, value: list[str], build: Build) -> None:
+        n_int8 = sum(p == "int8" for p in value)
+        if PER_GROUP_PRECISION[build.runtime]:
+            if n_int8 == 0:
+                build.export.update(precision="fp32")
+                return
+            # int8 with static QDQ; the fp32 groups' modules stay float (a mixed artifact).
+            float_modules = [
+                name
+                for g, p in zip(build.groups, value, strict=True)
+                if p != "int8"
+                for name in g.module_names
+            ]
+            build.export.update(
+                precision="int8", calib_x=build.data.x_calib, float_modules=float_modules
+            )
+        else:
+            # No per-module precision (export_tflite): the whole model is int8 when most
+            # groups chose int8 (documented in docs/results.md).
+            precision = "int8" if n_int8 * 2 >= len(value) and n_int8 > 0 else "fp32"
+            build.export.update(precision=precision, calib_x=build.data.x_calib)
