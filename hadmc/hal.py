@@ -47,6 +47,8 @@ class MeasureOptions:
     max_seconds: float = 10.0
     read_power: bool = True
     timeout_seconds: float = 120.0
+    target: str = ""  # "<runtime>:<accelerator>" (e.g. "onnxruntime:cuda"); "" = CPU default
+    provider_options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

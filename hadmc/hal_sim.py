@@ -148,6 +148,12 @@ class SimulatedDevice(Device):
         }
 
     def measure(self, artifact: ArtifactSpec, options: MeasureOptions) -> Measurement:
+        accel = options.target.split(":", 1)[-1] if options.target else ""
+        if accel not in ("", "cpu", "xnnpack"):
+            raise DeviceError(
+                "runtime_unavailable",
+                f"{self.name}: a sim: profile models the board's CPU only, not {options.target}",
+            )
         est = self.estimate(artifact, options.threads)
         lat = est["latency_ms"]
         p = self.profile

@@ -150,6 +150,7 @@ def _add_profile(sub: Any) -> None:
         "--timeout-s", type=float, default=120.0, help="measuring worker time limit, seconds"
     )
     p.add_argument("--no-power", action="store_true", help="do not read power sensors")
+    _add_target_flags(p)
     p.set_defaults(handler=_cmd_profile)
 
 
@@ -260,6 +261,24 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
+def _add_target_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--target",
+        default=None,
+        metavar="RUNTIME:ACCEL",
+        help="execution target on the device, e.g. onnxruntime:cuda, onnxruntime:tensorrt, "
+        "litert:gpu (`hadmc-host devices` lists what each board has). Default: the "
+        "runtime's CPU target (onnxruntime:cpu, litert:xnnpack)",
+    )
+    p.add_argument(
+        "--provider-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an execution-provider option, e.g. device_id=0 or trt_fp16_enable=1 "
+        "(repeatable; the device validates them)",
+    )
+
+
 def _cmd_profile(args: argparse.Namespace) -> int:
     from hadmc.hal import MeasureOptions
     from host.fleet import artifact_spec_for, fleet_json, profile_fleet
@@ -269,6 +288,11 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if args.threads < 1 or args.runs < 1 or args.max_seconds < args.min_seconds:
         raise UsageError("need --num-threads >= 1, --num-runs >= 1 and --max-secs >= --min-secs")
     artifact = artifact_spec_for(args.model, _parse_shape(args.input_shape), args.runtime)
+    from host.targets import DEFAULT_ACCELERATOR, check_fp16, parse_options, parse_target
+
+    target = parse_target(args.target, artifact.runtime)
+    if target.split(":", 1)[1] == DEFAULT_ACCELERATOR[artifact.runtime]:
+        check_fp16(artifact.path, target, ("fp32", "int8"))  # the CPU targets' precisions
     options = MeasureOptions(
         threads=args.threads,
         warmup_runs=args.warmup_runs,
@@ -278,6 +302,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         max_seconds=args.max_seconds,
         read_power=not args.no_power,
         timeout_seconds=args.timeout_s,
+        target=target,
+        provider_options=parse_options(args.provider_option),
     )
     rows = profile_fleet(artifact, _devices_arg(args), options, _fleet_config(args))
     if args.json:

@@ -18,7 +18,7 @@ PROFILE_COLUMNS = (
 )  # fmt: skip
 DEVICE_COLUMNS = (
     "device", "health", "agent", "arch", "cpu", "cores phys/logical", "memory MiB free/total",
-    "runtimes", "power sources", "token required",
+    "runtimes", "targets", "power sources", "token required",
 )  # fmt: skip
 
 
@@ -94,7 +94,7 @@ def _device_cells(r: FleetRow) -> list[str]:
         return [
             r.label, "simulated", "-", i.get("arch", "-"), i.get("cpu", "-"),
             str(i.get("cores", "-")), f"- / {i.get('ram_mb', '-')}",
-            ", ".join(i.get("runtimes", [])), "simulated", "-",
+            ", ".join(i.get("runtimes", [])), "cpu (modelled)", "simulated", "-",
         ]  # fmt: skip
     health = "[green]serving" if r.healthy else f"[red]{r.error_code or 'unhealthy'}: {r.error}"
     runtimes = ", ".join(
@@ -118,6 +118,7 @@ def _device_cells(r: FleetRow) -> list[str]:
         f"{i['cpu_cores_physical']}/{i['cpu_cores_logical']}" if i else "-",
         memory,
         runtimes or "-",
+        ", ".join(t["target"] for t in i.get("targets", []) if t["available"]) or "-",
         power or ("none" if i else "-"),
         yes_no(i.get("token_required")) if i else "-",
     ]

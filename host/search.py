@@ -144,6 +144,10 @@ def _resolve_args(args: argparse.Namespace) -> tuple[SearchConfig, Path, bool]:
         raise UsageError("--min-secs must be > 0 and --warmup-min-secs >= 0")
     if cfg.weights is not None and cfg.model is None:
         raise UsageError("--weights needs --model (the demo model brings its own weights)")
+    if cfg.target:
+        from host.targets import parse_target
+
+        cfg = cfg.replace(target=parse_target(cfg.target, cfg.runtime))
     cfg.limits  # noqa: B018 - validates the limits
     run_dir = cfg.run_dir_default(time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
     if (run_dir / "results.sqlite").exists():
@@ -218,6 +222,10 @@ def run_search(
     except ValueError as exc:  # a malformed address or an unknown sim: profile
         return _fail(exc, json_out)
     missing = _runtime_missing(info, cfg.runtime)
+    if not missing and cfg.target:
+        from host.targets import target_problem
+
+        missing = target_problem(info, cfg.target)
     if missing:
         device.close()
         return _fail(missing, json_out, "runtime_unavailable")

@@ -75,6 +75,14 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         help="runtime on the device; decides the artifact (.onnx / .tflite) and the precisions "
         "the quantization agent may choose (fp32/int8). Default: onnxruntime",
     )
+    a(
+        "--target",
+        default=None,
+        metavar="RUNTIME:ACCEL",
+        help="execution target on the device for the baseline and every candidate, e.g. "
+        "onnxruntime:cuda (`hadmc-host devices` lists them). Default: the runtime's CPU "
+        "target. Checked against the device before the model is loaded",
+    )
     add_flag(parser, "--num-threads", "--threads", dest="threads", type=int, default=1,
              help="inference threads on the device (default 1)")  # fmt: skip
     a(

@@ -34,6 +34,7 @@ class SearchConfig:
     device: str | None = None
     token: str | None = None
     runtime: str = "onnxruntime"
+    target: str | None = None  # "<runtime>:<accelerator>"; None: the runtime's CPU target
     threads: int = 1
     host_threads: int | None = None
     episodes: int = 24  # the budget: real candidates built and measured
@@ -93,12 +94,14 @@ class SearchConfig:
             min_runs=self.measure_runs,
             min_seconds=self.measure_seconds,
             max_seconds=max(10.0, 2 * self.measure_seconds),
+            target=self.target or "",
         )
 
     def key_salt(self) -> str:
         """Runtime, fine-tune steps, seed and device threads: the same text earlier runs used,
         so their stores stay valid caches."""
-        return f"{self.runtime}|ft={self.finetune_steps}|seed={self.seed}|t={self.threads}"
+        salt = f"{self.runtime}|ft={self.finetune_steps}|seed={self.seed}|t={self.threads}"
+        return salt + (f"|target={self.target}" if self.target else "")
 
     def run_dir_default(self, stamp: str) -> Path:
         return Path(self.out or f"outputs/run-{stamp}")

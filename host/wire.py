@@ -30,6 +30,10 @@ def provenance_to_dict(p: pb.Provenance) -> dict[str, Any]:
         "window_start_unix": p.window_start_unix,
         "window_end_unix": p.window_end_unix,
         "execution_provider": p.execution_provider,
+        "target": p.target,
+        "provider_options": dict(p.provider_options),
+        "nodes_per_provider": dict(p.nodes_per_provider),
+        "cpu_fallback_fraction": p.cpu_fallback_fraction if p.nodes_per_provider else None,
     }
 
 
@@ -68,4 +72,14 @@ def device_info_to_dict(m: pb.DeviceInfo, address: str) -> dict[str, Any]:
         "cpu_governor": m.cpu_governor,
         "cpu_temperature_c": _opt(m, "cpu_temperature_c"),
         "token_required": m.token_required,
+        "targets": [
+            {
+                "target": t.target,
+                "available": t.available,
+                "detail": t.detail,
+                "precisions": list(t.precisions),
+                "options": list(t.options),
+            }
+            for t in m.targets
+        ],
     }
