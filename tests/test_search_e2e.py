@@ -193,7 +193,10 @@ def test_killed_run_resumes_without_measuring_twice(
     resume = argparse.Namespace(
         **{**vars(_args(user_files, out, *extra)), "resume": str(out), "out": None}
     )
-    assert run_search(resume, {"quiet": True, "on_measured": lambda r: second.append(r.id)}) == 0
+    # 0 or 3: the resumed run must finish; whether 4 candidates at 2 fine-tune steps keep
+    # half the baseline's accuracy depends on the fixture's training, not on resuming.
+    code = run_search(resume, {"quiet": True, "on_measured": lambda r: second.append(r.id)})
+    assert code in (0, 3)
     with ResultsStore(out) as store:
         rows = store.candidates()
     keys = [r.config_key for r in rows]
