@@ -446,3 +446,62 @@ def test_manifest_of_is_the_hosts_chunker() -> None:
 
     data = onnx_cnn(seed=31)
     assert len(manifest_of(data).chunks) <= max_manifest_chunks(len(data))
+
+
+def _put(a: Agent, blobs: list[bytes]) -> None:
+    a.stub().UploadChunks(
+        iter([pb.Chunk(sha256=hashlib.sha256(b).hexdigest(), data=b) for b in blobs]), timeout=60
+    )
+
+
+def _missing(a: Agent, blobs: list[bytes]) -> list[str]:
+    hashes = [hashlib.sha256(b).hexdigest() for b in blobs]
+    return list(a.stub().MissingChunks(pb.MissingChunksRequest(sha256=hashes)).missing_sha256)
+
+
+def test_row7_and_row13_cache_accounting_and_lru_on_a_live_agent(tmp_path: Path) -> None:
+    a = start_agent(tmp_path, ["--cache-mb", "1"])
+    try:
+        tiny = [i.to_bytes(8, "little") for i in range(2000)]  # row 7: 8-byte chunks
+        _put(a, tiny)
+        files = list((tmp_path / "chunks").glob("??/*"))
+        block = os.statvfs(tmp_path).f_frsize
+        assert len(files) * block <= 2**20  # what lies on disk fits the 1 MiB cache
+        big = [os.urandom(400 * 1024) for _ in range(3)]  # row 13: 3 x 400 KiB in 1 MiB
+        _put(a, big[:2])
+        assert _missing(a, [big[0], big[2]]) == [hashlib.sha256(big[2]).hexdigest()]
+        _put(a, big[2:])  # evicts the least recently used: big[1], not big[0]
+        assert _missing(a, big) == [hashlib.sha256(big[1]).hexdigest()]
+        assert healthy(a)
+    finally:
+        a.stop()
+
+
+def test_row8_full_disk_on_a_live_agent(tmp_path: Path) -> None:
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()[:80]}")
+    try:
+        a = start_agent(mount / "cache", ["--cache-mb", "64"])  # the disk, not the cache, is small
+        try:
+            # A disk smaller than the cache: the agent evicts old chunks to make room.
+            _put(a, [os.urandom(60 * 1024) for _ in range(12)])
+            chunks = mount / "cache" / "chunks"
+            assert len(list(chunks.glob("??/*"))) < 12
+            # A chunk larger than the whole disk: even an emptied cache cannot take it.
+            with pytest.raises(grpc.RpcError) as exc:
+                _put(a, [os.urandom(600 * 1024)])
+            assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            err = error_of(exc.value)
+            assert err.code == pb.DISK_FULL and "disk is full" in err.message
+            assert not list(chunks.glob("??/.tmp-*"))  # no temp file left behind
+            _put(a, [os.urandom(60 * 1024)])  # later uploads work
+            assert healthy(a)
+        finally:
+            a.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
