@@ -140,8 +140,11 @@ def _fill_from_tflite(spec: ArtifactSpec) -> None:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         return  # the agent then feeds the model's own input; precision stays unknown (fp32)
+    from hadmc.native_output import quiet_native
+
     try:
-        interpreter = Interpreter(model_path=str(spec.path))
+        with quiet_native():
+            interpreter = Interpreter(model_path=str(spec.path))
     except Exception as exc:  # noqa: BLE001 - any load failure is "not a valid .tflite file"
         raise UsageError(
             f"{spec.path.name}: not a loadable TFLite model ({error_message(exc)})",

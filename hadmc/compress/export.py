@@ -52,8 +52,11 @@ def _predict_onnx(result: ExportResult, x: np.ndarray, threads: int) -> np.ndarr
 def _predict_tflite(result: ExportResult, x: np.ndarray, threads: int) -> np.ndarray:
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_path=str(result.path), num_threads=threads)
-    interp.allocate_tensors()
+    from hadmc.native_output import quiet_native
+
+    with quiet_native():  # LiteRT prints "Created TensorFlow Lite XNNPACK delegate" from C++
+        interp = Interpreter(model_path=str(result.path), num_threads=threads)
+        interp.allocate_tensors()
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
     in_scale, in_zp = inp["quantization"]

@@ -17,14 +17,11 @@ activations stayed in float and was slower than fp32 (measured, notes/dependenci
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import sys
 import tempfile
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +29,8 @@ import numpy as np
 import onnx
 import torch
 from torch import nn
+
+from hadmc.native_output import output_to
 
 
 class ExportError(ValueError):
@@ -84,7 +83,7 @@ def _export_fp32(
     failures: list[tuple[str, BaseException]] = []
     for exporter in EXPORTERS:
         try:
-            with _output_to(log_path):
+            with output_to(log_path):
                 _run_exporter(exporter, model, path, example_input)
         except Exception as exc:  # noqa: BLE001 - each exporter fails in its own way
             failures.append((exporter, exc))
@@ -133,30 +132,6 @@ def _run_exporter(exporter: str, model: nn.Module, path: Path, example: torch.Te
                 verbose=False,
             )
             program.save(str(path))
-
-
-@contextlib.contextmanager
-def _output_to(log_path: Path) -> Iterator[None]:
-    """Send this process's stdout and stderr (file descriptors, so C++ output too) to a log.
-
-    torch's exporters print IR and progress from C++ as well as Python; redirecting
-    sys.stdout alone would miss half of it.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(log_path, "a") as log:
-        try:
-            os.dup2(log.fileno(), 1)
-            os.dup2(log.fileno(), 2)
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

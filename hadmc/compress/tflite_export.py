@@ -108,7 +108,10 @@ def export_tflite(
 
     from ai_edge_litert.interpreter import Interpreter
 
-    inp = Interpreter(model_path=str(path)).get_input_details()[0]
+    from hadmc.native_output import quiet_native
+
+    with quiet_native():
+        inp = Interpreter(model_path=str(path)).get_input_details()[0]
     return ExportResult(
         path=path,
         format="tflite",
