@@ -12,6 +12,7 @@ ProfileError trailer, never gRPC's bare UNKNOWN.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
@@ -64,7 +65,7 @@ class AgentConfig:
     default_max_seconds: float = 10.0
     prewarm_worker: bool = True
     max_input_bytes: int = 256 * MIB  # all inputs of one Profile together
-    worker_memory_bytes: int = 0  # RLIMIT_AS of each worker; 0: no limit
+    worker_memory_bytes: int = 0  # RLIMIT_AS of each worker; 0: none; -1: RAM unless a GPU EP
     max_queued_profiles: int = 8  # waiting behind the one measuring; beyond: BUSY
     max_upload_streams: int = 8  # concurrent UploadChunks streams; beyond: BUSY
     upload_idle_timeout_s: float = 30.0  # a stream silent this long is ended
@@ -127,7 +128,7 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
         self.uploads = UploadSlots(config.max_upload_streams)
         settings = WorkerSettings(
             state_dir=Path(config.cache_dir) / "worker",
-            max_address_space_bytes=config.worker_memory_bytes,
+            max_address_space_bytes=max(0, config.worker_memory_bytes),
         )
         self.launcher = WorkerLauncher(config.prewarm_worker, settings)
         # Which accelerators load is probed once, in a subprocess, at start-up; measurements
@@ -141,8 +142,22 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
     def _run_probe(self, env: dict[str, str]) -> None:
         try:
             self._probe = targets.probe(env)
+            if self.config.worker_memory_bytes == -1:  # the default: decided now
+                self._default_memory_limit(self._probe)
         finally:
             self._probed.set()
+
+    def _default_memory_limit(self, found: targets.Probe) -> None:
+        """The board's RAM as each worker's address-space limit, except where a CUDA or
+        TensorRT target is available: CUDA reserves far more address space than memory."""
+        gpu = [t for t in ("onnxruntime:cuda", "onnxruntime:tensorrt") if t in found.available()]
+        limit = 0 if gpu else sysinfo.memory_bytes()[0]
+        if gpu:
+            log.info("no worker address-space limit by default: %s available", ", ".join(gpu))
+        self.launcher.settings = dataclasses.replace(
+            self.launcher.settings, max_address_space_bytes=limit
+        )
+        self.config.worker_memory_bytes = limit
 
     def probe(self, wait_s: float) -> targets.Probe | None:
         self._probed.wait(wait_s)
