@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import grpc
 
+from protos import ERROR_TRAILER_KEY
 from protos import hadmc_device_pb2 as pb
 
 STATUS_OF_CODE: dict[int, grpc.StatusCode] = {
@@ -46,3 +49,10 @@ class AgentError(Exception):
             missing_sha256=self.missing[:MISSING_SAMPLE],
             missing_count=len(self.missing),
         )
+
+
+def abort(context: grpc.ServicerContext, err: AgentError) -> NoReturn:
+    """End the call with the error's status and its ProfileError in the trailer."""
+    context.set_trailing_metadata(((ERROR_TRAILER_KEY, err.to_proto().SerializeToString()),))
+    context.abort(err.status, err.message)
+    raise AssertionError("unreachable")  # context.abort always raises

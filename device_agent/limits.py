@@ -15,9 +15,8 @@ from typing import Any
 
 import grpc
 
-from device_agent.errors import AgentError
+from device_agent.errors import AgentError, abort
 from device_agent.storage import max_manifest_chunks
-from protos import ERROR_TRAILER_KEY
 from protos import hadmc_device_pb2 as pb
 
 BYTES_PER_CHUNK_REF = 80  # a ChunkRef / hash entry on the wire: 64-char hash + size + framing
@@ -59,9 +58,10 @@ def _limited(deserialize: Callable[[bytes], Any], limit: int) -> Callable[[bytes
 
 
 def _refuse(context: grpc.ServicerContext, big: _Oversized, method: str) -> None:
-    err = AgentError(pb.TOO_LARGE, f"{method} request of {big.size} B over its {big.limit} B limit")
-    context.set_trailing_metadata(((ERROR_TRAILER_KEY, err.to_proto().SerializeToString()),))
-    context.abort(err.status, err.message)
+    abort(
+        context,
+        AgentError(pb.TOO_LARGE, f"{method} request of {big.size} B over its {big.limit} B limit"),
+    )
 
 
 class MessageLimitInterceptor(grpc.ServerInterceptor):

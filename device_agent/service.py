@@ -22,17 +22,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
 
 from device_agent import __version__, power, runtimes, security, sysinfo, targets, validation
-from device_agent.errors import AgentError
+from device_agent.errors import AgentError, abort
 from device_agent.launcher import POLL_S, WorkerFailure, WorkerLauncher, WorkerSettings, run_worker
 from device_agent.storage import ChunkStore, max_manifest_chunks
 from device_agent.uploads import UploadSlots, idle_bounded
 from device_agent.worker import FAULT_ENV
-from protos import ERROR_TRAILER_KEY
 from protos import hadmc_device_pb2 as pb
 from protos import hadmc_device_pb2_grpc as pb_grpc
 
@@ -78,13 +77,6 @@ class AgentConfig:
             worker_timeout_s=self.worker_timeout_s,
             default_max_seconds=self.default_max_seconds,
         )
-
-
-def abort(context: grpc.ServicerContext, err: AgentError) -> NoReturn:
-    """End the call with the error's status and its ProfileError in the trailer."""
-    context.set_trailing_metadata(((ERROR_TRAILER_KEY, err.to_proto().SerializeToString()),))
-    context.abort(err.status, err.message)
-    raise AssertionError("unreachable")  # context.abort always raises
 
 
 def typed(fn: Any) -> Any:
