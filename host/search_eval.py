@@ -71,6 +71,7 @@ def metrics_of(built: BuiltCandidate, m: Measurement, update_bytes: int) -> dict
         "test_accuracy": built.test_accuracy,
         "test_n": built.test_n,
         "finetune_steps": built.finetune_steps,
+        "finetune_lr": built.finetune_lr,
         "timings_s": built.timings_s,
     }
 

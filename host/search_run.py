@@ -28,6 +28,8 @@ from hadmc.pareto import ParetoArchive
 from hadmc.reward import Objectives, RewardConfig
 from hadmc.state import HardwareFeatures, StateEncoder
 from hadmc.surrogate.accuracy import SENSITIVITY_KEEPS
+
+SENSITIVITY_IMAGES = 1024
 from host.search_config import SearchConfig
 from host.search_eval import CandidateEvaluator, EvalContext
 from host.store import ResultsStore
@@ -192,7 +194,9 @@ class SearchRun:
         from hadmc.models import default_cache_dir
         from hadmc.surrogate.accuracy import measure_sensitivity_table
 
-        x, y = self.data.x_val[:256], self.data.y_val[:256]
+        # 1024 images: a per-group drop is summed over ~20 groups, so each needs a standard error
+        # well under a point (256 images gave ~1 point each).
+        x, y = self.data.x_val[:SENSITIVITY_IMAGES], self.data.y_val[:SENSITIVITY_IMAGES]
         calib = self.data.x_calib
         digest = hashlib.sha256(x.tobytes() + y.tobytes() + calib.tobytes()).hexdigest()[:16]
         name = f"{self.model_hash[:32]}-{digest}-k{'-'.join(map(str, SENSITIVITY_KEEPS))}.json"

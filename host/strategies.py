@@ -267,7 +267,8 @@ class OptunaStrategy(Strategy):
 class PPOSettings:
     inner_episodes: int = INNER_EPISODES
     inner_episodes_per_update: int = INNER_EPISODES_PER_UPDATE
-    pool: int = SURROGATE_POOL
+    pool: int = SURROGATE_POOL  # policy samples per round
+    explore_pool: int = SURROGATE_POOL  # random samples beside them (see PPOStrategy.propose)
 
 
 class PPOStrategy(Strategy):
@@ -324,18 +325,19 @@ class PPOStrategy(Strategy):
         if self._in_design_phase():
             return self._design(k)
         self._inner_loop()
-        ranked = self._rank([self._sample("policy") for _ in range(self.settings.pool)], k)
-        if len(ranked) < k:
-            # A converged policy proposes few distinct configurations, all measured: fill the
-            # round with random proposals ranked by the surrogate (no trajectory, so they
-            # train the surrogate, not the policy) instead of spending a round on nothing.
-            random = RandomStrategy(self.ctx)
-            random.policy.rng = np.random.default_rng([self.ctx.seed, self.real_updates])
-            pool = [random._one() for _ in range(self.settings.pool)]
-            chosen = {self.ctx.key(p.joint) for p in ranked}
-            extra = [p for p in self._rank(pool, k) if self.ctx.key(p.joint) not in chosen]
-            ranked += extra[: k - len(ranked)]
-        return ranked
+        policy = [self._sample("policy") for _ in range(self.settings.pool)]
+        # Exploration half of the pool: random proposals (no trajectory, so they train the
+        # surrogate, not the policy). Why: the trained policy concentrates on the one
+        # trade-off its scalar reward prefers; the round's first pick (best predicted reward)
+        # is where it wins, while the front picks (_pick_for_front: most predicted hypervolume
+        # added) need the rest of the curve, which a converged policy no longer samples. The
+        # random+surrogate strategy ranks the same kind of random half alone, so the bench's
+        # difference between the two is what the policy adds. It also fills a round when the
+        # policy's few distinct proposals are all measured already.
+        random = RandomStrategy(self.ctx)
+        random.policy.rng = np.random.default_rng([self.ctx.seed, self.real_updates])
+        explore = [random._one() for _ in range(self.settings.explore_pool)]
+        return self._rank(policy + explore, k)
 
     def observe(self, results: list[tuple[Proposal, EvalOutcome]]) -> None:
         """The real rewards train the policy too (the policy has not moved since sampling)."""

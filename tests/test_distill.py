@@ -144,3 +144,27 @@ def test_cached_teacher_logits_train_the_same_student(demo, pruned) -> None:
     assert cached.final_loss == pytest.approx(plain.final_loss, rel=1e-4)
     with pytest.raises(ValueError, match="teacher_logits has 3 rows"):
         distill_finetune(pruned, model, data, cfg, teacher_logits=logits[:3])
+
+
+def test_finetune_lr_rule_hand_values() -> None:
+    from hadmc.candidate import finetune_lr
+
+    assert finetune_lr(0.0) == pytest.approx(3e-4)
+    assert finetune_lr(0.2) == pytest.approx(math.sqrt(3e-4 * 1e-3))  # geometric midpoint
+    assert finetune_lr(0.4) == pytest.approx(1e-3) == finetune_lr(0.9)
+    assert finetune_lr(-0.1) == pytest.approx(3e-4)  # a model that grew: no extra rate
+
+
+def test_unpruned_int8_candidate_keeps_its_accuracy_through_the_fine_tune(demo, tmp_path) -> None:
+    """A fine-tune at the heavy-pruning rate (1e-3) cost the unpruned int8 demo 1.5 points on
+    test (2026-12-02); the rate by MACs removed must leave it within half a point."""
+    from hadmc.candidate import build_candidate, example_input_for, export_baseline
+    from hadmc.env import JointAction
+
+    model, data = demo
+    groups = find_layer_groups(model, example_input_for(data.input_shape))
+    joint = JointAction.uniform(len(groups), 1.0, "int8")
+    built = build_candidate(model, data, groups, joint, tmp_path / "c", finetune_steps=20)
+    base = export_baseline(model, data, tmp_path / "b", runtime="onnxruntime")
+    assert built.test_accuracy >= base.test_accuracy - 0.005, (built.test_accuracy, base.test_accuracy)
+    assert built.finetune_lr == pytest.approx(3e-4)

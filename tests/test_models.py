@@ -102,7 +102,7 @@ def test_demo_accuracy_and_cache(demo) -> None:
     assert meta["model"] == DEMO_MODEL and meta["data_version"] == DIGITS_DATA_VERSION
     assert meta["val_accuracy"] == pytest.approx(val_acc, abs=1e-9)
     assert meta["test_accuracy"] == pytest.approx(test_acc, abs=1e-9)
-    assert meta["split_sizes"] == {"train": 1898, "val": 540, "calib": 128, "test": 2250}
+    assert meta["split_sizes"] == {"train": 1898, "val": 1350, "calib": 128, "test": 2250}
     lo, hi = meta["test_accuracy_ci95"]
     assert lo < test_acc < hi and hi - lo < 0.03  # 2,250 images: a tight interval
     again, _ = load_demo(progress=False)  # from the cache: same weights, no training
