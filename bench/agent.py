@@ -8,7 +8,7 @@ Measures:
   5 timed runs), against the 50 ms target;
 - agent cold start (process start to the LISTENING line) and idle RSS;
 - bytes sent for a full upload vs an incremental one (same model, one conv layer changed;
-  chunks from ``hadmc.chunking.chunk_bytes``);
+  chunks from ``hadmc.device.chunking.chunk_bytes``);
 - fidelity: the agent's p50 vs a direct in-process onnxruntime timing of the same model with
   the same thread count and budget, interleaved call by call so both see the same machine
   load (median ratio, 1.0 = identical).

@@ -1,6 +1,6 @@
 """PPO on gymnasium CartPole-v1: the controller learns a task that is not compression.
 
-Trains ``hadmc.ppo.PPO`` through ``hadmc.gym_adapter`` on one thread, and every
+Trains ``hadmc.rl.ppo.PPO`` through ``hadmc.rl.gym_adapter`` on one thread, and every
 ``--eval-every`` updates records the mean return of the last 10 training episodes and the
 mean return of deterministic (argmax) evaluation episodes on a separate env. Prints a table
 of return vs environment steps and writes bench/results/ppo_cartpole.json + .png.
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hadmc.gym_adapter import make_gym_env
-from hadmc.ppo import PPO, PPOConfig
+from hadmc.rl.gym_adapter import make_gym_env
+from hadmc.rl.ppo import PPO, PPOConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -82,8 +82,8 @@ def _test_objectives(row: dict, test_acc: float | None = None) -> dict:
 
 
 def score_run(run: dict, common: dict) -> dict:
-    from hadmc.pareto import ParetoArchive
-    from hadmc.reward import Objectives
+    from hadmc.search.pareto import ParetoArchive
+    from hadmc.search.reward import Objectives
 
     rows = measured_rows(run["run_dir"])
     base = dict(common, accuracy=run["baseline"]["test_accuracy"])

@@ -35,7 +35,7 @@ from protos import hadmc_device_pb2 as pb
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 CLEAN_MARKER = ".clean"
-MIN_CHUNK_BYTES = 1024  # smallest chunk the host's chunker makes (hadmc.chunking)
+MIN_CHUNK_BYTES = 1024  # smallest chunk the host's chunker makes (hadmc.device.chunking)
 
 
 def check_sha256(value: str) -> str:

@@ -18,7 +18,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from hadmc.hal import DeviceError
+from hadmc.device.hal import DeviceError
 from host.errors import (
     ERROR_CODES,
     EXIT_CODES_TEXT,
@@ -280,7 +280,7 @@ def _add_target_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from hadmc.hal import MeasureOptions
+    from hadmc.device.hal import MeasureOptions
     from host.fleet import artifact_spec_for, fleet_json, profile_fleet
     from host.fleet_tables import print_profile_table
 

@@ -1,10 +1,10 @@
-"""gRPC client for a ``hadmc-device`` agent: ``RemoteDevice`` implements ``hadmc.hal.Device``.
+"""gRPC client for a ``hadmc-device`` agent: ``RemoteDevice`` implements ``hadmc.device.hal.Device``.
 
-One measurement is GetInfo-free: chunk the artifact (``hadmc.chunking``), ask the agent which
+One measurement is GetInfo-free: chunk the artifact (``hadmc.device.chunking``), ask the agent which
 chunks it lacks (MissingChunks), stream only those (UploadChunks), then Profile with the
 manifest. Failures arrive as gRPC status codes plus a serialized ``ProfileError`` in the
 ``hadmc-error-bin`` trailer (see ``protos/hadmc_device.proto``); they are mapped to typed
-``hadmc.hal.DeviceError`` codes here, and only retryable ones (the agent cannot be reached)
+``hadmc.device.hal.DeviceError`` codes here, and only retryable ones (the agent cannot be reached)
 are retried, with exponential backoff.
 """
 
@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from hadmc.chunking import Manifest, chunk_bytes, iter_chunk_data
-from hadmc.hal import (
+from hadmc.device.chunking import Manifest, chunk_bytes, iter_chunk_data
+from hadmc.device.hal import (
     ENERGY_STATUSES,
     ArtifactSpec,
     Device,

@@ -1,7 +1,7 @@
-"""``open_device``: pick the ``hadmc.hal.Device`` implementation from a ``--device`` value.
+"""``open_device``: pick the ``hadmc.device.hal.Device`` implementation from a ``--device`` value.
 
 - ``None`` (or ``"local"``): start an agent on loopback (``host.local_agent.LocalDevice``);
-- ``"sim:<profile>"``: ``hadmc.hal_sim.SimulatedDevice`` (an estimate, labelled simulated);
+- ``"sim:<profile>"``: ``hadmc.device.hal_sim.SimulatedDevice`` (an estimate, labelled simulated);
 - ``"host:port"`` or ``"[v6addr]:port"``: ``host.device_client.RemoteDevice``.
 
 A device that cannot be reached at open raises ``DeviceError("unreachable", ...)``, a malformed
@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hadmc.hal import Device, DeviceError
+from hadmc.device.hal import Device, DeviceError
 from host.errors import UsageError
 
 LOCAL_ALIASES = ("", "local")
@@ -63,7 +63,7 @@ def open_device(
         )
     address = address.strip()
     if address.startswith("sim:"):
-        from hadmc.hal_sim import SimulatedDevice
+        from hadmc.device.hal_sim import SimulatedDevice
         from profiles import ProfileError
 
         profile = address[len("sim:") :]

@@ -3,7 +3,7 @@ command (``search``, ``profile``, ``devices``, ``report``).
 
 Error codes are stable words: the ``error_code`` of ``--json`` output and the word before the
 message in a table cell or an error line are the same. Device failures use the codes of
-``hadmc.hal.DeviceError``; the host adds its own for mistakes caught before any device is asked.
+``hadmc.device.hal.DeviceError``; the host adds its own for mistakes caught before any device is asked.
 Never a Python class name: ``error_code(exc)`` maps every exception to one of these.
 """
 
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from hadmc.hal import DeviceError
+from hadmc.device.hal import DeviceError
 
 EXIT_OK = 0
 EXIT_DEVICE = 1  # a device or runtime failure
@@ -27,7 +27,7 @@ EXIT_CODES_TEXT = (
 )
 
 ERROR_CODES: dict[str, str] = {
-    # From the device (hadmc.hal.DeviceError.CODES).
+    # From the device (hadmc.device.hal.DeviceError.CODES).
     "unreachable": "no hadmc-device agent answered at the address",
     "unauthenticated": "the agent refused the token (pass it with --token or $HADMC_TOKEN)",
     "invalid_model": "the model file cannot be read, or the runtime cannot load it",

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hadmc.hal import ArtifactSpec, DeviceError, MeasureOptions
+from hadmc.device.hal import ArtifactSpec, DeviceError, MeasureOptions
 from host.devices import open_device
 from host.errors import UsageError, error_code, error_message
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hadmc.hal import ArtifactSpec
+from hadmc.device.hal import ArtifactSpec
 from host.fleet import NOT_SIMULATED, FleetRow, is_simulated
 
 PROFILE_COLUMNS = (

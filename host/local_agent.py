@@ -25,7 +25,7 @@ from typing import Any
 
 import psutil
 
-from hadmc.hal import DeviceError
+from hadmc.device.hal import DeviceError
 from host.device_client import RemoteDevice
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from hadmc.pareto import ParetoArchive
-from hadmc.reward import Limits, Objectives
+from hadmc.search.pareto import ParetoArchive
+from hadmc.search.reward import Limits, Objectives
 from host.report_rows import FRONT_COLUMNS, front_table  # noqa: F401 - public names
 from host.store import ResultsStore
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import grpc
 
-from hadmc.hal import DeviceError
+from hadmc.device.hal import DeviceError
 from protos import ERROR_TRAILER_KEY
 from protos import hadmc_device_pb2 as pb
 

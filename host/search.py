@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hadmc.hal import DeviceError
+from hadmc.device.hal import DeviceError
 from host.errors import (
     EXIT_DEVICE,
     EXIT_INTERRUPTED,

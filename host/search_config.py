@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hadmc.hal import MeasureOptions
-from hadmc.reward import Limits
+from hadmc.device.hal import MeasureOptions
+from hadmc.search.reward import Limits
 
 # Fields that are never written to run_config.json: a secret, and how this machine runs.
 NOT_SAVED = ("token", "host_threads", "json", "resume", "out")

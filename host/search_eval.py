@@ -1,6 +1,6 @@
 """The search's candidate evaluator: store cache -> build -> measure (retry/restart) -> reward.
 
-Called by ``hadmc.env.CompressionEnv`` at the end of every episode. Identical configurations
+Called by ``hadmc.search.env.CompressionEnv`` at the end of every episode. Identical configurations
 are measured once: the config key (sha256 of model hash + canonical action JSON + what else
 shapes the artifact) is looked up in the SQLite store first. Every candidate is written to the
 store as soon as it is measured or has failed; a failed one keeps its error and has no reward.
@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hadmc.candidate import BuiltCandidate, build_candidate
-from hadmc.chunking import chunk_file, delta_bytes
-from hadmc.env import EvalOutcome, JointAction
-from hadmc.hal import ArtifactSpec, Device, DeviceError, Measurement, MeasureOptions
-from hadmc.pareto import ParetoArchive
-from hadmc.reward import Objectives, RewardConfig, compute_reward
-from hadmc.state import LastCandidate
+from hadmc.device.chunking import chunk_file, delta_bytes
+from hadmc.device.hal import ArtifactSpec, Device, DeviceError, Measurement, MeasureOptions
+from hadmc.search.candidate import BuiltCandidate, build_candidate
+from hadmc.search.env import EvalOutcome, JointAction
+from hadmc.search.observation import LastCandidate
+from hadmc.search.pareto import ParetoArchive
+from hadmc.search.reward import Objectives, RewardConfig, compute_reward
 from host.store import CandidateRecord, ResultsStore
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class EvalContext:
     threads: int
     options: MeasureOptions
     baseline: Objectives
-    baseline_manifest: Any  # hadmc.chunking.Manifest of the baseline artifact
+    baseline_manifest: Any  # hadmc.device.chunking.Manifest of the baseline artifact
     reward_config: RewardConfig
     candidates_dir: Path
     teacher_logits: Any = None  # torch.Tensor: the model's logits on x_train, for fine-tunes

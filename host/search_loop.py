@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hadmc.env import EvalOutcome
+from hadmc.search.env import EvalOutcome
 from host.strategies import Proposal
 
 # A strategy that keeps proposing stored candidates (a converged policy, a tiny space) stops

@@ -107,7 +107,7 @@ def _limits_text(lim: Any) -> str:
 
 def _closest(run: Any, summary: dict[str, Any]) -> str:
     """The limits and the front member nearest to meeting them (smallest summed violation)."""
-    from hadmc.reward import Objectives, limit_violations
+    from hadmc.search.reward import Objectives, limit_violations
 
     lim = run.limits
 

@@ -11,30 +11,31 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hadmc.candidate import (
+from hadmc.compress.distill import teacher_logits_for
+from hadmc.compress.passes.quantization_pass import RUNTIME_PRECISIONS
+from hadmc.compress.pruning import find_layer_groups
+from hadmc.compress.registry import CompressionPass, resolve_passes
+from hadmc.device.chunking import chunk_file
+from hadmc.device.hal import Device
+from hadmc.search.candidate import (
     ARTIFACT_EXT,
     example_input_for,
     export_baseline,
     model_hash,
 )
-from hadmc.chunking import chunk_file
-from hadmc.compress.distill import teacher_logits_for
-from hadmc.compress.passes.quantization_pass import RUNTIME_PRECISIONS
-from hadmc.compress.pruning import find_layer_groups
-from hadmc.compress.registry import CompressionPass, resolve_passes
-from hadmc.env import CompressionEnv, EvalOutcome
-from hadmc.hal import Device
-from hadmc.pareto import ParetoArchive
-from hadmc.reward import Objectives, RewardConfig
-from hadmc.state import HardwareFeatures, StateEncoder
+from hadmc.search.env import CompressionEnv, EvalOutcome
+from hadmc.search.observation import HardwareFeatures, ObservationEncoder
+from hadmc.search.pareto import ParetoArchive
+from hadmc.search.reward import Objectives, RewardConfig
 from hadmc.surrogate.accuracy import SENSITIVITY_KEEPS
-
-SENSITIVITY_IMAGES = 1024
 from host.search_config import SearchConfig
 from host.search_eval import CandidateEvaluator, EvalContext
 from host.store import ResultsStore
 from host.strategies import Proposal
 from host.user_model import load_model_and_data, near_chance
+
+# Validation images the per-group sensitivity table is measured on (see _sensitivity_table).
+SENSITIVITY_IMAGES = 1024
 
 # PPO step size for the search: 1e-3 rather than CleanRL's 2.5e-4. Why: a search makes a few
 # hundred decisions in all (32 episodes x ~20 steps), not millions; at 2.5e-4, annealed over 4
@@ -131,7 +132,7 @@ class SearchRun:
         hardware = HardwareFeatures.from_device_info(
             device_info, self.baseline.latency_ms, args.runtime
         )
-        self.encoder = StateEncoder(self.groups, sensitivity, hardware, self.passes)
+        self.encoder = ObservationEncoder(self.groups, sensitivity, hardware, self.passes)
         self.archive = ParetoArchive(self.baseline)
         for rec in self.store.candidates("measured"):  # resume: everything measured so far
             self.archive.add(rec.id, Objectives.from_metrics(rec.metrics or {}))
@@ -271,7 +272,7 @@ class SearchRun:
             return OptunaStrategy(ctx)
         if args.strategy == "random":
             return RandomStrategy(ctx)
-        from hadmc.ppo import PPO, PPOConfig
+        from hadmc.rl.ppo import PPO, PPOConfig
 
         updates = math.ceil(self.budget / self.batch)
         config = PPOConfig(

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from hadmc.reward import Objectives
+from hadmc.search.reward import Objectives
 
 # The same words and units as `hadmc-host profile` (host.fleet_tables): p50 ms, peak mem MiB,
 # the precision words of hadmc.compress (fp32 / int8 / mixed), yes/no.

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from hadmc.compress.passes.pruning_pass import KEEP_RATIOS
-from hadmc.env import CompressionEnv, EvalOutcome, JointAction
+from hadmc.search.env import CompressionEnv, EvalOutcome, JointAction
 from hadmc.surrogate.model import Prediction, Surrogate
 
 STRATEGIES = ("ppo", "random", "optuna", "grid")
@@ -202,7 +202,7 @@ class RandomStrategy(Strategy):
 
     def __init__(self, ctx: StrategyContext) -> None:
         super().__init__(ctx)
-        from hadmc.policy import RandomPolicy
+        from hadmc.rl.policy import RandomPolicy
 
         self.policy = RandomPolicy(ctx.env.action_spec, seed=ctx.seed)
 

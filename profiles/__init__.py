@@ -2,7 +2,7 @@
 
 Each ``<name>.toml`` beside this module holds the keys of :class:`DeviceProfile`, every
 number with its source in a comment (datasheet, well-known benchmark, or "approximate").
-Profiles feed the simulated device (``hadmc.hal_sim``) and the hardware part of the search
+Profiles feed the simulated device (``hadmc.device.hal_sim``) and the hardware part of the search
 state; a real board's live ``GetInfo`` always takes precedence where both exist.
 """
 

@@ -117,7 +117,7 @@ def onnx_cnn(
 
 
 def manifest_of(data: bytes, name: str = "model") -> pb.ModelManifest:
-    from hadmc.chunking import chunk_bytes  # tests/bench may import hadmc; the agent never
+    from hadmc.device.chunking import chunk_bytes  # tests/bench may import hadmc; the agent never
 
     m = chunk_bytes(data, name)
     return pb.ModelManifest(

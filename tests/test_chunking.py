@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from hadmc.chunking import (
+from hadmc.compress.export import export_onnx
+from hadmc.device.chunking import (
     MAX_CHUNK_BYTES,
     MIN_CHUNK_BYTES,
     Manifest,
@@ -23,7 +24,6 @@ from hadmc.chunking import (
     reassemble,
     shared_fraction,
 )
-from hadmc.compress.export import export_onnx
 
 torch.set_num_threads(1)
 

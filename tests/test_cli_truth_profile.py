@@ -128,7 +128,7 @@ def test_a_simulated_profile_row_says_so_and_fakes_nothing(
 
 
 def test_a_measured_row_shows_mean_and_first_inference() -> None:
-    from hadmc.hal import ArtifactSpec
+    from hadmc.device.hal import ArtifactSpec
     from host.fleet import FleetRow
     from host.fleet_tables import PROFILE_COLUMNS, _profile_cells
 

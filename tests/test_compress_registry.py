@@ -26,8 +26,8 @@ from hadmc.compress.registry import (
     default_passes,
     registered,
 )
-from hadmc.env import CompressionEnv, EvalOutcome, JointAction, make_action_spec
-from hadmc.state import FEATURE_NAMES, HardwareFeatures, StateEncoder
+from hadmc.search.env import CompressionEnv, EvalOutcome, JointAction, make_action_spec
+from hadmc.search.observation import FEATURE_NAMES, HardwareFeatures, ObservationEncoder
 
 BUILTIN = ("pruning", "quantization", "fusion", "distillation", "update")
 APPLIED: list[tuple[float, float]] = []  # (scale, measured weight ratio) per built candidate
@@ -114,9 +114,9 @@ def test_a_pass_from_the_call_site_is_a_sixth_head() -> None:
         seen.append(joint)
         return EvalOutcome("measured", 0.5)
 
-    enc = StateEncoder(_groups(3), [0.0] * 3, HW, passes)
+    enc = ObservationEncoder(_groups(3), [0.0] * 3, HW, passes)
     env = CompressionEnv(enc, "litert", evaluate, passes=passes)
-    from hadmc.ppo import PPO, PPOConfig
+    from hadmc.rl.ppo import PPO, PPOConfig
 
     ppo = PPO(env.observation_dim, env.action_spec, PPOConfig(), seed=0)
     assert len(ppo.policy.heads) == 6  # one output layer per head
@@ -139,7 +139,7 @@ def test_a_pass_from_the_call_site_is_a_sixth_head() -> None:
 
 def test_a_per_group_pass_adds_its_observation_feature_after_the_builtins() -> None:
     passes = (*default_passes(), Flag())
-    enc = StateEncoder(_groups(4), [0.0] * 4, HW, passes)
+    enc = ObservationEncoder(_groups(4), [0.0] * 4, HW, passes)
     names = list(enc.feature_names)
     assert names == [*FEATURE_NAMES[:-4], "frac_flag", *FEATURE_NAMES[-4:]]
     obs = enc.encode(2, {"pruning": [1.0, 0.5], "flag": ["on", "off"]}, None)
@@ -192,7 +192,7 @@ def user_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, in
 def test_sim_search_runs_with_a_sixth_agent(
     user_files: tuple[Path, Path, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hadmc.ppo import PPO
+    from hadmc.rl.ppo import PPO
     from hadmc.surrogate.accuracy import SENSITIVITY_KEEPS
     from host.search import add_search_arguments, run_search
     from host.store import ResultsStore

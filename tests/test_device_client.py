@@ -17,7 +17,7 @@ import grpc
 import psutil
 import pytest
 
-from hadmc.hal import ENERGY_STATUSES, ArtifactSpec, DeviceError, MeasureOptions
+from hadmc.device.hal import ENERGY_STATUSES, ArtifactSpec, DeviceError, MeasureOptions
 from host.device_client import RemoteDevice
 from host.devices import open_device, parse_address
 from host.local_agent import LocalAgent

@@ -147,7 +147,7 @@ def test_cached_teacher_logits_train_the_same_student(demo, pruned) -> None:
 
 
 def test_finetune_lr_rule_hand_values() -> None:
-    from hadmc.candidate import finetune_lr
+    from hadmc.search.candidate import finetune_lr
 
     assert finetune_lr(0.0) == pytest.approx(3e-4)
     assert finetune_lr(0.2) == pytest.approx(math.sqrt(3e-4 * 1e-3))  # geometric midpoint
@@ -158,8 +158,8 @@ def test_finetune_lr_rule_hand_values() -> None:
 def test_unpruned_int8_candidate_keeps_its_accuracy_through_the_fine_tune(demo, tmp_path) -> None:
     """A fine-tune at the heavy-pruning rate (1e-3) cost the unpruned int8 demo 1.5 points on
     test (2026-12-02); the rate by MACs removed must leave it within half a point."""
-    from hadmc.candidate import build_candidate, example_input_for, export_baseline
-    from hadmc.env import JointAction
+    from hadmc.search.candidate import build_candidate, example_input_for, export_baseline
+    from hadmc.search.env import JointAction
 
     model, data = demo
     groups = find_layer_groups(model, example_input_for(data.input_shape))

@@ -7,7 +7,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from hadmc.state import FEATURE_NAMES, HardwareFeatures, LastCandidate, StateEncoder
+from hadmc.search.observation import (
+    FEATURE_NAMES,
+    HardwareFeatures,
+    LastCandidate,
+    ObservationEncoder,
+)
 
 
 def _groups(n: int = 4) -> list[SimpleNamespace]:
@@ -33,7 +38,7 @@ HW = HardwareFeatures(cores=4, memory_mb=4096, baseline_latency_ms=2.0, int8_ava
 
 
 def test_state_features_are_normalised_and_track_actions() -> None:
-    enc = StateEncoder(_groups(), [0.0, 0.3, 0.9, 2.0], HW)
+    enc = ObservationEncoder(_groups(), [0.0, 0.3, 0.9, 2.0], HW)
     assert enc.dim == len(FEATURE_NAMES)
     obs0 = enc.encode(0, {}, None)
     assert obs0.shape == (enc.dim,) and obs0.dtype == np.float32
@@ -58,9 +63,9 @@ def test_state_features_are_normalised_and_track_actions() -> None:
 
 def test_state_encoder_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="no prunable"):
-        StateEncoder([], [], HW)
+        ObservationEncoder([], [], HW)
     with pytest.raises(ValueError, match="sensitivities"):
-        StateEncoder(_groups(), [0.1], HW)
+        ObservationEncoder(_groups(), [0.1], HW)
 
 
 def test_hardware_features_from_sim_info() -> None:
@@ -73,11 +78,11 @@ def test_hardware_features_from_sim_info() -> None:
 
 
 def _m():
-    """hadmc.env and its dependencies (torch, the compression modules) are required: a missing
+    """hadmc.search.env and its dependencies (torch, the compression modules) are required: a missing
     one fails here, it does not skip (a skip once hid a broken import)."""
-    import hadmc.env
+    import hadmc.search.env
 
-    return hadmc.env
+    return hadmc.search.env
 
 
 def test_distillation_mapping_grid() -> None:
@@ -104,7 +109,7 @@ def _env(outcome_status: str = "measured", n: int = 4, runtime: str = "onnxrunti
             "measured", 0.8, {"accuracy": 0.9}, "1", last=LastCandidate(0.95, 0.5, 0.5, True)
         )
 
-    enc = StateEncoder(_groups(n), [0.1 * (i % 5) for i in range(n)], HW)
+    enc = ObservationEncoder(_groups(n), [0.1 * (i % 5) for i in range(n)], HW)
     return _m().CompressionEnv(enc, runtime, evaluate, keep_bound=keep_bound), seen
 
 
@@ -216,7 +221,7 @@ def test_uniform_joint_action() -> None:
 
 
 def test_ppo_collects_on_the_env() -> None:
-    from hadmc.ppo import PPO, PPOConfig
+    from hadmc.rl.ppo import PPO, PPOConfig
 
     env, seen = _env()
     ppo = PPO(env.observation_dim, env.action_spec, PPOConfig(), seed=3)
@@ -237,7 +242,7 @@ def test_user_model_loading_errors(tmp_path) -> None:
     with pytest.raises(UserModelError, match="cannot import"):
         load_user_model("hadmc_no_such_module:make")
     with pytest.raises(UserModelError, match="no callable"):
-        load_user_model("hadmc.env:no_such_factory")
+        load_user_model("hadmc.search.env:no_such_factory")
     torch.save({"not": "a module"}, tmp_path / "state.pt")
     with pytest.raises(UserModelError, match="not an nn.Module"):
         load_user_model(str(tmp_path / "state.pt"))

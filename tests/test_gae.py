@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hadmc.buffer import RolloutBuffer, compute_gae
-from hadmc.policy import ActionSpec, HeadSpec
-from hadmc.ppo_config import PPOConfig
+from hadmc.rl.buffer import RolloutBuffer, compute_gae
+from hadmc.rl.policy import ActionSpec, HeadSpec
+from hadmc.rl.ppo_config import PPOConfig
 
 GAMMA, LAM = 0.9, 0.8  # gamma * lambda = 0.72
 

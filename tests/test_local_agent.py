@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from hadmc.hal import DeviceError
+from hadmc.device.hal import DeviceError
 from host.devices import open_device
 from host.local_agent import LocalAgent, LocalDevice, agent_pid_alive
 

@@ -8,8 +8,8 @@ import moocore
 import numpy as np
 import pytest
 
-from hadmc.pareto import ParetoArchive, kernel
-from hadmc.reward import COLLAPSE_FRACTION, Limits, Objectives
+from hadmc.search.pareto import ParetoArchive, kernel
+from hadmc.search.reward import COLLAPSE_FRACTION, Limits, Objectives
 
 BASE = Objectives(1.0, 10.0, 40.0, None, 1000, 0)
 
@@ -134,7 +134,7 @@ def test_bad_input() -> None:
         a.add("A", obj(0.9, 5.0))
 
 
-# The documented "removes" relation, written out independently of hadmc.pareto: minimised
+# The documented "removes" relation, written out independently of hadmc.search.pareto: minimised
 # columns (-accuracy, latency, memory, size, update); tolerance 3 % on latency and memory, 0 on
 # size and update, ``acc_tol`` (absolute) on accuracy, taken at the removed point b.
 REL_TOL = (0.0, 0.03, 0.03, 0.0, 0.0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.distributions import Categorical, Normal
 
-from hadmc.policy import ActionSpec, HeadSpec, MultiHeadPolicy, RandomPolicy
+from hadmc.rl.policy import ActionSpec, HeadSpec, MultiHeadPolicy, RandomPolicy
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from hadmc.gym_adapter import make_gym_env
-from hadmc.policy import ActionSpec, HeadSpec
-from hadmc.ppo import PPO, PPOConfig, clipped_surrogate_loss
+from hadmc.rl.gym_adapter import make_gym_env
+from hadmc.rl.policy import ActionSpec, HeadSpec
+from hadmc.rl.ppo import PPO, PPOConfig, clipped_surrogate_loss
 
 
 @pytest.fixture(autouse=True, scope="module")

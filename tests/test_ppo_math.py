@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import torch
 
-import hadmc.ppo as ppo_mod
-from hadmc.buffer import RolloutBatch
-from hadmc.policy import ActionSpec, HeadSpec, MultiHeadPolicy
-from hadmc.ppo import (
+import hadmc.rl.ppo as ppo_mod
+from hadmc.rl.buffer import RolloutBatch
+from hadmc.rl.policy import ActionSpec, HeadSpec, MultiHeadPolicy
+from hadmc.rl.ppo import (
     PPO,
     PPOConfig,
     approx_kl_k3,
@@ -30,7 +30,7 @@ from hadmc.ppo import (
     ppo_loss,
     value_loss,
 )
-from hadmc.ppo_config import StepOutput
+from hadmc.rl.ppo_config import StepOutput
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -149,7 +149,7 @@ def _capture_grads(ppo: PPO) -> list[list[torch.Tensor]]:
 def _expected_loss_parts(
     policy: MultiHeadPolicy, b: RolloutBatch, c: PPOConfig
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(pg loss, value loss, mean entropy) rebuilt here, not through hadmc.ppo's helpers."""
+    """(pg loss, value loss, mean entropy) rebuilt here, not through hadmc.rl.ppo's helpers."""
     ev = policy.evaluate(b.obs, b.actions, b.masks)
     # Parameters are unchanged since acting, so log pi_old = the current log-prob: r = 1,
     # but with the gradient of r itself.

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hadmc.reward import Objectives, RewardConfig, compute_reward
+from hadmc.search.reward import Objectives, RewardConfig, compute_reward
 from host.report import FRONT_COLUMNS, PLOTS, REPORT_SCHEMA_VERSION, front_table, render
 from host.report_interactive import DIV_ID
 from host.store import ResultsStore

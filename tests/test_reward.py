@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hadmc.reward import (
+from hadmc.search.reward import (
     COLLAPSE_FRACTION,
     DEFAULT_WEIGHTS,
     DEFAULT_WEIGHTS_ABOVE,

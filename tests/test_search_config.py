@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from hadmc.hal import MeasureOptions
+from hadmc.device.hal import MeasureOptions
 from host.search import add_search_arguments
 from host.search_config import SearchConfig
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from hadmc import hal_sim
-from hadmc.hal import ArtifactSpec, Device, DeviceError, MeasureOptions
-from hadmc.hal_sim import SimulatedDevice
+from hadmc.device.hal import ArtifactSpec, Device, DeviceError, MeasureOptions
+from hadmc.device.hal_sim import SimulatedDevice
 from profiles import ProfileError
 
 

@@ -1,4 +1,4 @@
-"""State features against numbers worked out by hand (hadmc/state.py's tables).
+"""State features against numbers worked out by hand (hadmc/search/observation.py's tables).
 
 Covers the hardware vector and the layer-group part of the observation (the first
 ``len(GROUP_FEATURES)`` entries). The compression-state part is deliberately not checked here.
@@ -12,7 +12,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from hadmc.state import FEATURE_NAMES, GROUP_FEATURES, HardwareFeatures, StateEncoder
+from hadmc.search.observation import (
+    FEATURE_NAMES,
+    GROUP_FEATURES,
+    HardwareFeatures,
+    ObservationEncoder,
+)
 
 
 def _group(**kw: object) -> SimpleNamespace:
@@ -65,7 +70,7 @@ def test_hardware_vector_hand_values() -> None:
 
 
 def test_group_features_hand_values() -> None:
-    enc = StateEncoder(GROUPS, SENSITIVITY, HW)
+    enc = ObservationEncoder(GROUPS, SENSITIVITY, HW)
     assert GROUP_FEATURES[:4] == ("kind_conv", "kind_pointwise", "kind_depthwise", "kind_linear")
     assert enc.dim == len(FEATURE_NAMES)
     k = len(GROUP_FEATURES)
@@ -82,6 +87,6 @@ def test_group_features_hand_values() -> None:
 
 def test_group_features_need_known_kinds_and_matching_sensitivities() -> None:
     with pytest.raises(ValueError, match="kind"):
-        StateEncoder([_group(**{**vars(GROUPS[0]), "kind": "attention"})], [0.0], HW)
+        ObservationEncoder([_group(**{**vars(GROUPS[0]), "kind": "attention"})], [0.0], HW)
     with pytest.raises(ValueError, match="sensitivities"):
-        StateEncoder(GROUPS, [0.0], HW)
+        ObservationEncoder(GROUPS, [0.0], HW)

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from hadmc.compress.pruning import find_layer_groups
-from hadmc.env import KEEP_RATIOS, CompressionEnv, EvalOutcome, JointAction
 from hadmc.models import build_model
-from hadmc.ppo import PPO, PPOConfig
-from hadmc.reward import Limits, Objectives, RewardConfig
-from hadmc.state import HardwareFeatures, StateEncoder
+from hadmc.rl.ppo import PPO, PPOConfig
+from hadmc.search.env import KEEP_RATIOS, CompressionEnv, EvalOutcome, JointAction
+from hadmc.search.observation import HardwareFeatures, ObservationEncoder
+from hadmc.search.reward import Limits, Objectives, RewardConfig
 from hadmc.surrogate.accuracy import AccuracyProxy
 from hadmc.surrogate.latency import LatencyModel
 from hadmc.surrogate.model import Surrogate
@@ -47,7 +47,7 @@ def _ctx(parts, surrogate=True, limit=None, seed=0) -> StrategyContext:
     groups, s, baseline, table = parts
     n = s.n_groups
     hw = HardwareFeatures(2, 8192, baseline.latency_ms, True)
-    enc = StateEncoder(groups, [r[1] for r in table], hw)
+    enc = ObservationEncoder(groups, [r[1] for r in table], hw)
     env = CompressionEnv(enc, "onnxruntime", _deferred)
     sur = None
     if surrogate:
@@ -142,7 +142,7 @@ def test_ppo_inner_loop_raises_the_predicted_reward_of_its_proposals(parts) -> N
 
 
 def test_selection_takes_the_best_reward_then_what_adds_most_front() -> None:
-    from hadmc.pareto import ParetoArchive
+    from hadmc.search.pareto import ParetoArchive
     from hadmc.surrogate.model import Prediction
     from host.strategies import Proposal, _pick_for_front
 

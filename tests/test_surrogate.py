@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from hadmc.compress.pruning import count_macs_params, find_layer_groups, prune_model
-from hadmc.env import KEEP_RATIOS, JointAction
 from hadmc.models import build_model
-from hadmc.reward import Objectives, RewardConfig
+from hadmc.search.env import KEEP_RATIOS, JointAction
+from hadmc.search.reward import Objectives, RewardConfig
 from hadmc.surrogate.accuracy import AccuracyProxy, interpolate_drop
 from hadmc.surrogate.latency import LatencyModel
 from hadmc.surrogate.model import Surrogate

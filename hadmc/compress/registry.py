@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 PHASES = ("model", "finetune", "export")  # pipeline order of build_candidate
-HEAD_KINDS = ("categorical", "gaussian")  # as hadmc.policy.HeadSpec
+HEAD_KINDS = ("categorical", "gaussian")  # as hadmc.rl.policy.HeadSpec
 
 
 @dataclass
@@ -53,7 +53,7 @@ class StepContext:
 
 @dataclass
 class Build:
-    """The candidate being built, as passes see it (``hadmc.candidate.build_candidate``).
+    """The candidate being built, as passes see it (``hadmc.search.candidate.build_candidate``).
 
     A ``model`` pass replaces ``student`` with a new module and never changes one in place:
     ``teacher`` is the user's model, and ``student`` starts as that same object.

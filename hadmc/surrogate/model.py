@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from hadmc.compress.passes.pruning_pass import KEEP_RATIOS
-from hadmc.env import JointAction
-from hadmc.reward import Objectives, RewardConfig, compute_reward
+from hadmc.search.env import JointAction
+from hadmc.search.reward import Objectives, RewardConfig, compute_reward
 from hadmc.surrogate.accuracy import AccuracyProxy
 from hadmc.surrogate.latency import LatencyModel
 from hadmc.surrogate.structure import ConfigFeatures, ModelStructure

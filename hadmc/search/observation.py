@@ -170,7 +170,7 @@ class LastCandidate:
     feasible: bool
 
 
-class StateEncoder:
+class ObservationEncoder:
     """Encodes (group index, choices so far, last candidate) into a float32 vector."""
 
     def __init__(

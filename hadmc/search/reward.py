@@ -72,7 +72,7 @@ re-quantised model nearly every chunk changes, update_bytes ~= size_bytes, so th
 ~1 and the update factor ~1: that saving is already in the size term (the previous formula,
 update_bytes / b_size, counted it a second time). The update term rewards only what
 content-defined chunking adds on top: chunks left unchanged, e.g. by a BN+bias update scope.
-A delta never exceeds the file (``hadmc.chunking.delta_bytes`` counts the new file's chunks),
+A delta never exceeds the file (``hadmc.device.chunking.delta_bytes`` counts the new file's chunks),
 so the update ratio is <= 1 and w_above of the update term is a formality. The deployed
 baseline itself (update_bytes 0, as the search stores it) gets the largest update factor,
 RATIO_MIN ** -0.05 = 1.259: sending nothing is the cheapest possible update.
@@ -88,7 +88,7 @@ from typing import Any
 RATIO_MIN = 0.01
 RATIO_MAX = 100.0
 # At or below this fraction of the baseline's accuracy a model is broken (collapsed), not a
-# trade-off. hadmc.pareto derives the archive's front floor from the same constant.
+# trade-off. hadmc.search.pareto derives the archive's front floor from the same constant.
 COLLAPSE_FRACTION = 0.5
 # Accuracies are fractions (e.g. 0.975), so 100 * (0.985 - 0.975) = 1.0000000000000009 points:
 # a drop exactly at the limit must not count as a violation because of float rounding.

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from hadmc.hal import ArtifactSpec, Device, DeviceError, Measurement, MeasureOptions
+from hadmc.device.hal import ArtifactSpec, Device, DeviceError, Measurement, MeasureOptions
 from profiles import DeviceProfile, load_profile
 
 # Approximate fraction of theoretical peak reached by batch-1 CNN inference on a CPU.
@@ -59,7 +59,7 @@ def precision_speedup(profile: DeviceProfile, precision: str) -> float:
 
 
 class SimulatedDevice(Device):
-    """``hadmc.hal.Device`` that estimates instead of measuring (see module docstring)."""
+    """``hadmc.device.hal.Device`` that estimates instead of measuring (see module docstring)."""
 
     def __init__(self, profile_name: str) -> None:
         # An unknown name raises profiles.ProfileError (a ValueError) listing the known ones.

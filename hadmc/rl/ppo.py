@@ -22,16 +22,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from hadmc.buffer import RolloutBatch, RolloutBuffer
-from hadmc.policy import ActionSpec, MultiHeadPolicy
-from hadmc.ppo_checkpoint import (
+from hadmc.rl.buffer import RolloutBatch, RolloutBuffer
+from hadmc.rl.policy import ActionSpec, MultiHeadPolicy
+from hadmc.rl.ppo_checkpoint import (
     CHECKPOINT_FORMAT,
     capture_rng_states,
     restore_rng_states,
     spec_from_data,
     spec_to_data,
 )
-from hadmc.ppo_config import PPOConfig, RolloutStats, StepOutput, Transition, UpdateStats
+from hadmc.rl.ppo_config import PPOConfig, RolloutStats, StepOutput, Transition, UpdateStats
 
 
 def clipped_surrogate_loss(

@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from hadmc.policy import ActionSpec, HeadSpec
+from hadmc.rl.policy import ActionSpec, HeadSpec
 
 HEAD_NAME = "action"
 

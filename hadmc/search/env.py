@@ -33,8 +33,8 @@ from hadmc.compress.passes.distillation_pass import DISTILLATION_INIT_RAW, map_d
 from hadmc.compress.passes.pruning_pass import KEEP_RATIOS
 from hadmc.compress.passes.quantization_pass import RUNTIME_PRECISIONS, precision_stages
 from hadmc.compress.registry import CompressionPass, StepContext, resolve_passes
-from hadmc.policy import ActionSpec, HeadSpec
-from hadmc.state import LastCandidate, StateEncoder
+from hadmc.rl.policy import ActionSpec, HeadSpec
+from hadmc.search.observation import LastCandidate, ObservationEncoder
 
 # Re-exported: where callers and tests addressed the action space before the registry.
 __all__ = [
@@ -149,11 +149,11 @@ KeepBound = Callable[[int, Sequence[float], Sequence[str]], float]
 
 
 class CompressionEnv:
-    """The environment protocol of ``hadmc.ppo`` over a model's prunable layer groups."""
+    """The environment protocol of ``hadmc.rl.ppo`` over a model's prunable layer groups."""
 
     def __init__(
         self,
-        encoder: StateEncoder,
+        encoder: ObservationEncoder,
         runtime: str,
         evaluate: Evaluator,
         keep_bound: KeepBound | None = None,

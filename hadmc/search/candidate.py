@@ -29,7 +29,7 @@ from hadmc.compress.distill import DistillConfig, distill_finetune
 from hadmc.compress.export import ExportResult, evaluate_artifact, export_onnx, export_tflite
 from hadmc.compress.pruning import count_macs_params
 from hadmc.compress.registry import Build, CompressionPass, resolve_passes
-from hadmc.env import JointAction
+from hadmc.search.env import JointAction
 
 ARTIFACT_EXT = {"onnxruntime": "onnx", "litert": "tflite"}
 # Fine-tune batch: 64 rather than DistillConfig's 128: within the same time budget, short

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hadmc.policy import ActionSpec
+from hadmc.rl.policy import ActionSpec
 
 
 def compute_gae(

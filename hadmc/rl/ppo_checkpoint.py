@@ -1,4 +1,4 @@
-"""Checkpoint helpers for ``hadmc.ppo.PPO``: RNG states and ActionSpec as plain data.
+"""Checkpoint helpers for ``hadmc.rl.ppo.PPO``: RNG states and ActionSpec as plain data.
 
 Everything is stored as tensors, ints, floats, strings and lists so ``torch.load(...,
 weights_only=True)`` can read it back (no pickled numpy objects or classes).
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hadmc.policy import ActionSpec, HeadSpec
+from hadmc.rl.policy import ActionSpec, HeadSpec
 
 CHECKPOINT_FORMAT = 1
 

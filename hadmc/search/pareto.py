@@ -69,7 +69,7 @@ real runs about half the candidates of a short search collapsed (over-pruned, or
 with a narrow update scope) to 10-40 % on 10 classes and filled the front and the hypervolume.
 Such candidates stay in the archive (and in the results database) but are never front members
 and add no hypervolume: ``min_accuracy = (1 - 0.5) x baseline accuracy``, exclusive. The bound
-is ``hadmc.reward.COLLAPSE_FRACTION``, so the reward's lowest tier and the front floor agree.
+is ``hadmc.search.reward.COLLAPSE_FRACTION``, so the reward's lowest tier and the front floor agree.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ from dataclasses import dataclass
 import moocore
 import numpy as np
 
-from hadmc.reward import COLLAPSE_FRACTION, Limits, Objectives, limit_violations
+from hadmc.search.reward import COLLAPSE_FRACTION, Limits, Objectives, limit_violations
 
 DEFAULT_HV_OBJECTIVES: tuple[str, ...] = ("accuracy", "latency", "size", "memory")
 # Reference point per normalised objective (see module docstring).

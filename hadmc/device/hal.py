@@ -3,7 +3,7 @@
 Three implementations exist:
 - ``host.device_client.RemoteDevice``: a ``hadmc-device`` agent over gRPC (the real board);
 - ``host.local_agent.LocalDevice``: the same agent, started by the host on loopback;
-- ``hadmc.hal_sim.SimulatedDevice``: an analytic estimate from a device profile, labelled
+- ``hadmc.device.hal_sim.SimulatedDevice``: an analytic estimate from a device profile, labelled
   ``simulated`` in every field that could be mistaken for a measurement.
 
 ``hadmc`` holds only the interface (it may not import ``host``); ``host.devices.open_device``
