@@ -18,14 +18,9 @@ from typing import Any
 
 import numpy as np
 
-DTYPES = {
-    "float32": np.float32,
-    "float16": np.float16,
-    "int8": np.int8,
-    "uint8": np.uint8,
-    "int32": np.int32,
-    "int64": np.int64,
-}
+from protos import runtimes as runtime_table
+
+DTYPES = {name: np.dtype(name).type for name in runtime_table.DTYPE_BYTES}  # protos.runtimes
 ORT_DTYPES = {
     "tensor(float)": "float32",
     "tensor(float16)": "float16",

@@ -13,6 +13,7 @@ import importlib.util
 from dataclasses import dataclass, field
 
 from protos import hadmc_device_pb2 as pb
+from protos import runtimes as runtime_table
 
 
 @dataclass(frozen=True)
@@ -35,20 +36,19 @@ class RuntimeStatus:
     formats: tuple[int, ...] = field(default_factory=tuple)
 
 
+# Built from the runtime table shared with the host (protos.runtimes), keyed by wire enum.
 RUNTIMES: dict[int, RuntimeSpec] = {
-    pb.ONNXRUNTIME: RuntimeSpec(
-        pb.ONNXRUNTIME,
-        "onnxruntime",
-        "onnxruntime",
-        ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"),
-        (pb.ONNX,),
-    ),
-    pb.LITERT: RuntimeSpec(
-        pb.LITERT, "litert", "ai_edge_litert.interpreter", ("ai-edge-litert",), (pb.TFLITE,)
-    ),
+    pb.Runtime.Value(r.wire): RuntimeSpec(
+        pb.Runtime.Value(r.wire),
+        r.name,
+        r.module,
+        r.distributions,
+        (pb.ModelFormat.Value(r.format_wire),),
+    )
+    for r in runtime_table.TABLE
 }
 
-FORMAT_OF_RUNTIME = {pb.ONNXRUNTIME: pb.ONNX, pb.LITERT: pb.TFLITE}
+FORMAT_OF_RUNTIME = {k: spec.formats[0] for k, spec in RUNTIMES.items()}
 
 
 def _find(module: str) -> str | None:

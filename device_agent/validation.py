@@ -18,17 +18,11 @@ from device_agent import runtimes, sysinfo, targets
 from device_agent.errors import AgentError
 from device_agent.storage import max_manifest_chunks
 from protos import hadmc_device_pb2 as pb
+from protos import runtimes as runtime_table
 
-DTYPE_NAMES = {
-    pb.FLOAT32: "float32",
-    pb.FLOAT16: "float16",
-    pb.INT8: "int8",
-    pb.UINT8: "uint8",
-    pb.INT32: "int32",
-    pb.INT64: "int64",
-}
+DTYPE_BYTES = runtime_table.DTYPE_BYTES  # the shared table (protos.runtimes)
+DTYPE_NAMES = {pb.DataType.Value(name.upper()): name for name in DTYPE_BYTES}
 DTYPE_ENUMS = {v: k for k, v in DTYPE_NAMES.items()}
-DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1, "uint8": 1, "int32": 4, "int64": 8}
 MAX_SECONDS = 2_147_483.0  # 2**31 ms (24.8 days): longer overflows int32 milliseconds
 MAX_INPUTS = 64
 

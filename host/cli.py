@@ -31,6 +31,7 @@ from host.errors import (
     print_error_json,
 )
 from host.flags import add_flag
+from protos import runtimes as runtime_table
 
 COMMANDS = ("search", "profile", "devices", "report")
 GLOBAL_OPTIONS_WITH_VALUE = ("--log-level",)
@@ -127,7 +128,7 @@ def _add_profile(sub: Any) -> None:
     _add_device_access(p)
     p.add_argument(
         "--runtime",
-        choices=("onnxruntime", "litert"),
+        choices=runtime_table.RUNTIME_NAMES,
         help="runtime on the device (default: onnxruntime for .onnx, litert for .tflite)",
     )
     p.add_argument(

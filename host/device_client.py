@@ -33,6 +33,7 @@ from host.wire import _opt, device_info_to_dict, provenance_to_dict
 from protos import AUTH_METADATA_KEY
 from protos import hadmc_device_pb2 as pb
 from protos import hadmc_device_pb2_grpc as pb_grpc
+from protos import runtimes as runtime_table
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,16 +52,10 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
 # Slowest upload rate assumed when sizing the UploadChunks deadline.
 MIN_UPLOAD_BYTES_PER_S = 256 * 1024
 
-FORMATS = {"onnx": pb.ONNX, "tflite": pb.TFLITE}
-RUNTIMES = {"onnxruntime": pb.ONNXRUNTIME, "litert": pb.LITERT}
-DTYPES = {
-    "float32": pb.FLOAT32,
-    "float16": pb.FLOAT16,
-    "int8": pb.INT8,
-    "uint8": pb.UINT8,
-    "int32": pb.INT32,
-    "int64": pb.INT64,
-}
+# Wire enums, derived from the shared runtime table (protos.runtimes).
+FORMATS = {r.format: pb.ModelFormat.Value(r.format_wire) for r in runtime_table.TABLE}
+RUNTIMES = {r.name: pb.Runtime.Value(r.wire) for r in runtime_table.TABLE}
+DTYPES = {name: pb.DataType.Value(name.upper()) for name in runtime_table.DTYPE_BYTES}
 
 # gRPC status -> (DeviceError code, retryable). UNAVAILABLE with a ProfileError
 # RUNTIME_UNAVAILABLE is the "runtime not installed" case, handled before this table.

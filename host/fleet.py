@@ -20,8 +20,9 @@ from typing import Any
 from hadmc.device.hal import ArtifactSpec, DeviceError, MeasureOptions
 from host.devices import open_device
 from host.errors import UsageError, error_code, error_message
+from protos import runtimes as runtime_table
 
-SUFFIX_FORMAT = {".onnx": ("onnx", "onnxruntime"), ".tflite": ("tflite", "litert")}
+SUFFIX_FORMAT = {f".{r.extension}": (r.format, r.name) for r in runtime_table.TABLE}
 RUNTIME_FORMAT = {"onnxruntime": "onnx", "litert": "tflite"}  # what each runtime loads
 SIM_NEEDS_MACS = (
     "a sim: device estimates from the model's multiply-accumulates, which hadmc-host profile "

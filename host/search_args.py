@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from host.flags import add_flag
+from protos import runtimes as runtime_table
 
 # Sizes. In the 2026-12-01 bench (2-vCPU VM, demo, local agent) one candidate cost ~18 s:
 # fine-tune 20 steps of batch 64 ~11 s (0.55 s a step on that day's machine; 0.19 s on
@@ -70,7 +71,7 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     )
     a(
         "--runtime",
-        choices=("onnxruntime", "litert"),
+        choices=runtime_table.RUNTIME_NAMES,
         default="onnxruntime",
         help="runtime on the device; decides the artifact (.onnx / .tflite) and the precisions "
         "the quantization agent may choose (fp32/int8). Default: onnxruntime",

@@ -23,8 +23,10 @@ from hadmc.compress.tflite_export import export_tflite
 __all__ = [
     "ExportError",
     "ExportResult",
+    "EXPORTERS",
     "evaluate_artifact",
     "export_onnx",
+    "exporter_for",
     "export_tflite",
     "module_scope",
     "nodes_of_modules",
@@ -33,6 +35,18 @@ __all__ = [
 ]
 
 ORT_BATCH = 256
+
+# The host's exporter registry, keyed by runtime name (protos.runtimes): one exporter and one
+# host-side runner per runtime, so build_candidate and export_baseline never branch on it.
+EXPORTERS = {"onnxruntime": export_onnx, "litert": export_tflite}
+
+
+def exporter_for(runtime: str):
+    """The export function of ``runtime`` (``(model, path, example, **options)``)."""
+    try:
+        return EXPORTERS[runtime]
+    except KeyError:
+        raise ExportError(f"no exporter for runtime {runtime!r}; known {sorted(EXPORTERS)}") from None
 
 
 def _predict_onnx(result: ExportResult, x: np.ndarray, threads: int) -> np.ndarray:
@@ -80,6 +94,9 @@ def _predict_tflite(result: ExportResult, x: np.ndarray, threads: int) -> np.nda
     return np.concatenate(logits)
 
 
+PREDICTORS = {"onnx": _predict_onnx, "tflite": _predict_tflite}  # by artifact format
+
+
 def predict_artifact(result: ExportResult, x: np.ndarray, threads: int = 1) -> np.ndarray:
     """Float logits of the exported artifact on ``x`` (float32, N x C x H x W)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -87,11 +104,10 @@ def predict_artifact(result: ExportResult, x: np.ndarray, threads: int = 1) -> n
         raise ExportError(f"x shape {x.shape} does not match the artifact's {result.input_shape}")
     if threads < 1:
         raise ExportError("threads must be >= 1")
-    if result.format == "onnx":
-        return _predict_onnx(result, x, threads)
-    if result.format == "tflite":
-        return _predict_tflite(result, x, threads)
-    raise ExportError(f"unknown artifact format {result.format!r}")
+    predict = PREDICTORS.get(result.format)
+    if predict is None:
+        raise ExportError(f"unknown artifact format {result.format!r}")
+    return predict(result, x, threads)
 
 
 def evaluate_artifact(

@@ -26,12 +26,13 @@ import torch
 from torch import nn
 
 from hadmc.compress.distill import DistillConfig, distill_finetune
-from hadmc.compress.export import ExportResult, evaluate_artifact, export_onnx, export_tflite
+from hadmc.compress.export import ExportResult, evaluate_artifact, exporter_for
 from hadmc.compress.pruning import count_macs_params
 from hadmc.compress.registry import Build, CompressionPass, resolve_passes
 from hadmc.search.env import JointAction
+from protos import runtimes as runtime_table
 
-ARTIFACT_EXT = {"onnxruntime": "onnx", "litert": "tflite"}
+ARTIFACT_EXT = {r.name: r.extension for r in runtime_table.TABLE}  # protos.runtimes
 # Fine-tune batch: 64 rather than DistillConfig's 128: within the same time budget, short
 # fine-tunes recover more accuracy with more, smaller steps. One step on the demo net (student
 # forward/backward, teacher logits cached) costs ~0.15-0.25 s at 64 on a quiet 2-core machine.
@@ -187,7 +188,7 @@ def build_candidate(
     for p in passes:
         if p.phase == "export":
             p.apply(joint[p.name], build)
-    exporter = export_onnx if runtime == "onnxruntime" else export_tflite
+    exporter = exporter_for(runtime)
     exported = strip_unused_opsets(exporter(student, path, example, **build.export))
     timings["export_s"] = time.perf_counter() - t0
 
@@ -226,10 +227,7 @@ def export_baseline(
     example = example_input_for(data.input_shape)
     path = Path(f"{path_stem}.{ARTIFACT_EXT[runtime]}")
     m = copy.deepcopy(model).eval()
-    if runtime == "onnxruntime":
-        exported = export_onnx(m, path, example, precision="fp32")
-    else:
-        exported = export_tflite(m, path, example, precision="fp32")
+    exported = exporter_for(runtime)(m, path, example, precision="fp32")
     macs, params = count_macs_params(m, example)
     acc = evaluate_artifact(exported, data.x_val, data.y_val, threads=threads)
     test_accuracy, test_n = test_accuracy_of(exported, data, threads)

@@ -19,18 +19,19 @@ from typing import Any
 import numpy as np
 
 from hadmc.compress.registry import Build, CompressionPass, Feature
+from protos import runtimes as runtime_table
 
 # Precisions the runtime actually executes on a CPU. fp16 is left out for onnxruntime on CPU:
 # its CPU execution provider has no fp16 kernels for most ops and inserts Casts, so fp16 ran
 # slower than fp32 here (shared/notes/dependencies.md); offering it would only waste
 # measurements. LiteRT's fp16 is a storage format dequantized to fp32 on CPU: same reason.
-RUNTIME_PRECISIONS: dict[str, tuple[str, ...]] = {
-    "onnxruntime": ("fp32", "int8"),
-    "litert": ("fp32", "int8"),
-}
+# Both come from the runtime table shared with the board (protos.runtimes).
+RUNTIME_PRECISIONS: dict[str, tuple[str, ...]] = {r.name: r.precisions for r in runtime_table.TABLE}
 # Whether the runtime can execute a different precision per group (onnxruntime's QDQ graph
 # can; LiteRT's converter quantizes the whole model).
-PER_GROUP_PRECISION: dict[str, bool] = {"onnxruntime": True, "litert": False}
+PER_GROUP_PRECISION: dict[str, bool] = {
+    r.name: r.per_group_precision for r in runtime_table.TABLE
+}
 MAX_PRECISION_STAGES = 4
 
 
