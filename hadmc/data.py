@@ -66,6 +66,9 @@ class DataSplits:
     val_sources: np.ndarray | None = None
     calib_sources: np.ndarray | None = None
     test_sources: np.ndarray | None = None
+    # Image folders: relative paths of each split's images, and the class of each label.
+    files: dict[str, list[str]] | None = None
+    class_names: list[str] | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -296,6 +299,17 @@ def load_npz(path: str | Path, seed: int = 0, calib_size: int = 256) -> DataSpli
                     f"{path}: {k} holds Python objects, not numbers; {NPZ_HOW_TO_SAVE} "
                     "from numeric arrays"
                 ) from None
+    return splits_from_arrays(arrays, f"npz:{path.name}", seed=seed, calib_size=calib_size)
+
+
+def splits_from_arrays(
+    arrays: dict[str, np.ndarray], name: str, *, seed: int = 0, calib_size: int = 256
+) -> DataSplits:
+    """``DataSplits`` from x_train, y_train, x_val, y_val (x_test, y_test optional) arrays, as
+    an .npz holds them (see ``load_npz``); shared by the folder and factory loaders."""
+    missing = [k for k in REQUIRED_NPZ_KEYS if k not in arrays]
+    if missing:
+        raise DataError(f"{name} is missing {missing}; found {sorted(arrays)}")
     has_test = "x_test" in arrays and "y_test" in arrays
     x_train = _images(arrays["x_train"], "x_train")
     y_train = _labels(arrays["y_train"], "y_train", len(x_train))
@@ -322,5 +336,5 @@ def load_npz(path: str | Path, seed: int = 0, calib_size: int = 256) -> DataSpli
         x_train, y_train, x_val, y_val,
         x_train[idx], y_train[idx], x_test, y_test,
         num_classes=num_classes,
-        name=f"npz:{path.name}" + ("" if has_test else " (test = val)"),
+        name=name + ("" if has_test else " (test = val)"),
     )  # fmt: skip

@@ -41,7 +41,7 @@ from host.search_args import FLAGS, _drop_points, add_search_arguments
 from host.search_config import SearchConfig
 
 _RESUMABLE = (
-    "model weights data device runtime threads episodes episodes_per_update max_latency_ms "
+    "model weights data image_size mean std device runtime threads episodes episodes_per_update max_latency_ms "
     "max_accuracy_drop max_memory_mb strategy surrogate seed finetune_steps measure_runs "
     "measure_seconds warmup_seconds"
 ).split()

@@ -39,6 +39,16 @@ FLAGS = {"threads": "--num-threads", "measure_runs": "--num-runs",
          "measure_seconds": "--min-secs", "warmup_seconds": "--warmup-min-secs"}  # fmt: skip
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values or len(values) > 4:
+        raise argparse.ArgumentTypeError(f"expected 1 or 3 numbers, got {text!r}")
+    return values
+
+
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``hadmc-host search`` (DESIGN §6)."""
     a = parser.add_argument
@@ -57,8 +67,29 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     )
     a(
         "--data",
-        help="file.npz with x_train, y_train, x_val, y_val (NCHW float32, int labels); "
-        "required with --model",
+        help="required with --model: file.npz with x_train, y_train, x_val, y_val [x_test, "
+        "y_test] (NCHW float32, int labels); or an image folder DIR/<class>/<image> (split "
+        "70/15/15 here, seeded, stratified, the split saved in the run directory) or "
+        "DIR/train|val[|test]/<class>/<image>; or pkg.module:factory returning DataSplits or "
+        "a dict of those arrays (or of (x, y) batch iterables)",
+    )
+    a(
+        "--image-size",
+        type=int,
+        metavar="N",
+        help="image folders: resize every image to N x N (needed when sizes differ)",
+    )
+    a(
+        "--mean",
+        type=_floats,
+        metavar="M[,M,M]",
+        help="image folders: subtract per channel after scaling pixels to [0, 1]",
+    )
+    a(
+        "--std",
+        type=_floats,
+        metavar="S[,S,S]",
+        help="image folders: divide per channel after --mean",
     )
     a(
         "--device",

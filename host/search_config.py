@@ -31,6 +31,9 @@ class SearchConfig:
     model: str | None = None
     weights: str | None = None  # a state_dict for the --model factory
     data: str | None = None
+    image_size: int | None = None  # image folders
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
     device: str | None = None
     token: str | None = None
     runtime: str = "onnxruntime"

@@ -82,8 +82,12 @@ class SearchRun:
         )
         self.model, self.data, self.model_label = load_model_and_data(
             args.model, args.data, seed=args.seed, progress=not hooks.get("quiet"),
-            weights=args.weights,
+            weights=args.weights, image_size=cfg.image_size, mean=cfg.mean, std=cfg.std,
         )  # fmt: skip
+        if getattr(self.data, "files", None):  # an image folder split here: keep the split
+            (run_dir / "data_splits.json").write_text(json.dumps(
+                {"classes": self.data.class_names, "files": self.data.files}, indent=1
+            ))  # fmt: skip
         example = example_input_for(self.data.input_shape)
         self.groups = find_layer_groups(self.model, example)
         self.model_hash = model_hash(self.model)

@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -127,9 +128,14 @@ def load_model_and_data(
     seed: int = 0,
     progress: bool = False,
     weights: str | None = None,
+    image_size: int | None = None,
+    mean: Any = None,
+    std: Any = None,
 ) -> tuple[Any, Any, str]:
-    """(model, DataSplits, label). No model: the demo (trained once, cached)."""
+    """(model, DataSplits, label). No model: the demo (trained once, cached). ``data_path``:
+    an .npz file, an image folder, or ``pkg.module:factory`` (``hadmc.image_folder``)."""
     from hadmc.data import load_npz
+    from hadmc.image_folder import load_data_factory, load_image_folder
     from hadmc.models import DEMO_MODEL, load_demo
 
     if model_spec is None:
@@ -138,10 +144,23 @@ def load_model_and_data(
         model, data = load_demo(seed=seed, progress=progress)
         return model.eval(), data, f"demo:{DEMO_MODEL}"
     if data_path is None:
-        raise UserModelError("--model needs --data file.npz (x_train, y_train, x_val, y_val)")
-    if not Path(data_path).is_file():
-        raise UserModelError(f"data file not found: {data_path}")
-    data = load_npz(data_path, seed=seed)
+        raise UserModelError(
+            "--model needs --data: file.npz (x_train, y_train, x_val, y_val), an image folder, "
+            "or pkg.module:factory"
+        )
+    folder_only = [f for f, v in (("--image-size", image_size), ("--mean", mean), ("--std", std))
+                   if v is not None]  # fmt: skip
+    path = Path(data_path)
+    if path.is_dir():
+        data = load_image_folder(path, image_size=image_size, mean=mean, std=std, seed=seed)
+    elif folder_only:
+        raise UserModelError(f"{', '.join(folder_only)} apply to image folders; --data {data_path} is not one")
+    elif path.is_file():
+        data = load_npz(path, seed=seed)
+    elif re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", data_path):
+        data = load_data_factory(data_path, seed=seed)
+    else:
+        raise UserModelError(f"data file or folder not found: {data_path}")
     model = load_user_model(model_spec)
     if weights is not None:
         model = load_weights(model, weights, model_spec)
