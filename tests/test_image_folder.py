@@ -41,7 +41,7 @@ def test_one_tree_is_split_seeded_stratified_and_recorded(tmp_path: Path) -> Non
     every = [f for split in files.values() for f in split]
     assert len(every) == len(set(every)) == 60  # no image in two splits
     # label = sorted class index; class 2's images are the brightest
-    assert all(f.startswith(d.class_names[int(y)] + "/") for f, y in zip(files["val"], d.y_val))
+    assert all(f.startswith(d.class_names[int(y)] + "/") for f, y in zip(files["val"], d.y_val, strict=True))
     assert d.x_val[d.y_val == 2].mean() > d.x_val[d.y_val == 0].mean() + 0.2
     again = load_image_folder(tmp_path / "imgs", seed=3)
     assert again.files == files and np.array_equal(again.x_test, d.x_test)
