@@ -121,7 +121,8 @@ def _resume(cfg: SearchConfig) -> tuple[SearchConfig, Path]:
             "--host-threads and --episodes can); start a new --out instead"
         )
     overrides = {k: v for k, v in given.items() if k in RESUME_OVERRIDES}
-    resumed = saved.replace(token=cfg.token, host_threads=cfg.host_threads, json=cfg.json,
+    resumed = saved.replace(token=cfg.token, host_threads=cfg.host_threads,
+                            host_device=cfg.host_device, json=cfg.json,
                             resume=cfg.resume, out=str(run_dir), **overrides)  # fmt: skip
     if resumed.episodes < 1:
         raise UsageError("--episodes must be >= 1")
@@ -140,6 +141,12 @@ def _resolve_args(args: argparse.Namespace) -> tuple[SearchConfig, Path, bool]:
         raise UsageError("--finetune-steps must be >= 0")
     if cfg.host_threads is not None and cfg.host_threads < 1:
         raise UsageError("--host-threads must be >= 1")
+    from hadmc.host_compute import HostDeviceError, resolve_host_device
+
+    try:
+        resolve_host_device(cfg.host_device)
+    except HostDeviceError as exc:
+        raise UsageError(str(exc)) from None
     if cfg.measure_seconds <= 0 or cfg.warmup_seconds < 0:
         raise UsageError("--min-secs must be > 0 and --warmup-min-secs >= 0")
     if cfg.weights is not None and cfg.model is None:

@@ -125,6 +125,14 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         "lower it when the machine is shared, e.g. 1 beside other heavy work)",
     )
     a(
+        "--host-device",
+        default="auto",
+        metavar="auto|cpu|cuda[:N]",
+        help="where this machine fine-tunes, computes teacher logits and the sensitivity table: "
+        "auto takes CUDA when torch sees it (bf16 mixed precision where supported); pruning "
+        "and export always run on the CPU",
+    )
+    a(
         "--episodes",
         type=int,
         default=DEFAULT_EPISODES,

@@ -21,7 +21,7 @@ from hadmc.device.hal import MeasureOptions
 from hadmc.search.reward import Limits
 
 # Fields that are never written to run_config.json: a secret, and how this machine runs.
-NOT_SAVED = ("token", "host_threads", "json", "resume", "out")
+NOT_SAVED = ("token", "host_threads", "host_device", "json", "resume", "out")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class SearchConfig:
     target: str | None = None  # "<runtime>:<accelerator>"; None: the runtime's CPU target
     threads: int = 1
     host_threads: int | None = None
+    host_device: str = "auto"  # hadmc.host_compute: where host torch runs
     episodes: int = 24  # the budget: real candidates built and measured
     episodes_per_update: int = 4
     max_latency_ms: float | None = None

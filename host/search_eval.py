@@ -95,6 +95,7 @@ class EvalContext:
     reward_config: RewardConfig
     candidates_dir: Path
     teacher_logits: Any = None  # torch.Tensor: the model's logits on x_train, for fine-tunes
+    host_device: Any = "cpu"  # torch.device of the fine-tune (hadmc.host_compute)
     passes: tuple[Any, ...] | None = None  # CompressionPass list; None = the registry
 
 
@@ -181,6 +182,7 @@ class CandidateEvaluator:
                 threads=ctx.threads,
                 teacher_logits=ctx.teacher_logits,
                 passes=ctx.passes,
+                host_device=ctx.host_device,
             )
         except Exception as exc:  # noqa: BLE001 - a candidate that cannot be built is recorded
             log.exception("building candidate failed")

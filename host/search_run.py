@@ -71,6 +71,9 @@ class SearchRun:
         args = cfg  # short local name in this setup; everything reads the typed config
         host_threads = cfg.host_threads or os.cpu_count() or 1
         torch.set_num_threads(max(1, int(host_threads)))
+        from hadmc.host_compute import resolve_host_device
+
+        self.host_device = resolve_host_device(cfg.host_device)
         self.cfg, self.run_dir, self.resumed, self.hooks = cfg, run_dir, resumed, hooks
         # The compression passes (agents) of this run: the registry unless a caller passed
         # its own (a resumed run must be given the same ones).
@@ -155,10 +158,11 @@ class SearchRun:
             baseline_manifest=chunk_file(base_path),
             reward_config=RewardConfig(limits=self.limits),
             candidates_dir=run_dir / "candidates",
-            teacher_logits=teacher_logits_for(self.model, self.data)
+            teacher_logits=teacher_logits_for(self.model, self.data, self.host_device)
             if args.finetune_steps > 0
             else None,
             passes=self.passes,
+            host_device=self.host_device,
         )
         reopen = None
         if args.device is None:
@@ -215,7 +219,9 @@ class SearchRun:
                 ):
                     run_copy.write_text(json.dumps(values))
                     return values
-        values = measure_sensitivity_table(self.model, self.groups, example, calib, x, y)
+        values = measure_sensitivity_table(
+            self.model, self.groups, example, calib, x, y, device=self.host_device
+        )
         run_copy.write_text(json.dumps(values))
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)

@@ -18,10 +18,12 @@ from torch import nn
 
 from hadmc.compress.pruning import group_modules
 from hadmc.data import DataSplits
+from hadmc.host_compute import autocast
 from hadmc.models.train import (
     _progress,
     channels_last,
     minibatch_indices,
+    nhwc_batch,
     predict_logits,
     recalibrate_bn,
     seed_everything,
@@ -125,9 +127,14 @@ def _freeze(
     ]
 
 
-def teacher_logits_for(teacher: nn.Module, data: DataSplits) -> torch.Tensor:
-    """The teacher's eval-mode logits for all of ``data.x_train``, for :func:`distill_finetune`."""
-    return predict_logits(teacher, data.x_train)
+def teacher_logits_for(
+    teacher: nn.Module, data: DataSplits, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """The teacher's eval-mode logits for all of ``data.x_train`` (on the CPU), for
+    :func:`distill_finetune`; computed on ``device``."""
+    device = torch.device(device)
+    model = teacher if device.type == "cpu" else copy.deepcopy(teacher).to(device)
+    return predict_logits(model, data.x_train)
 
 
 def distill_finetune(
@@ -138,6 +145,7 @@ def distill_finetune(
     *,
     progress: bool = False,
     teacher_logits: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
 ) -> DistillResult:
     """Fine-tune a copy of ``student`` on the training split with the distillation loss.
 
@@ -145,7 +153,8 @@ def distill_finetune(
     (:func:`teacher_logits_for`), computed once and reused. Why: the data has no augmentation,
     so the teacher's output per image never changes, and its forward pass was half of a
     fine-tune step on the demo net (0.20 s of ~0.37 s at batch 64, 2 threads). Without them,
-    the teacher runs on each batch as usual.
+    the teacher runs on each batch as usual. ``device``: where the fine-tune runs
+    (``hadmc.host_compute``); the returned model is on the CPU either way.
     """
     config.validate()
     if teacher_logits is not None and teacher_logits.shape[0] != len(data.x_train):
@@ -160,7 +169,11 @@ def distill_finetune(
     with torch.no_grad():
         if model.eval()(example).shape != teacher(example).shape:
             raise ValueError("student and teacher outputs differ in shape")
-    trainable, live_bns = _freeze(model, config.scope, example)
+    trainable, live_bns = _freeze(model, config.scope, example)  # traces on the CPU
+    device = torch.device(device)
+    model.to(device)
+    if teacher_logits is not None:
+        teacher_logits = teacher_logits.to(device)
     n_trainable = sum(p.numel() for p in trainable)
     batch = min(config.batch_size, len(data.x_train))
     per_epoch = max(1, len(data.x_train) // batch)
@@ -173,7 +186,7 @@ def distill_finetune(
     opt = torch.optim.Adam(trainable, lr=config.lr) if steps else None
     done, last_loss = 0, None
     teacher_cl = (
-        copy.deepcopy(teacher).to(memory_format=torch.channels_last).eval()
+        copy.deepcopy(teacher).to(device).to(memory_format=torch.channels_last).eval()
         if teacher_logits is None
         else None
     )
@@ -183,10 +196,8 @@ def distill_finetune(
             for idx in minibatch_indices(len(data.x_train), batch, gen):
                 if done >= steps:
                     break
-                xb = torch.from_numpy(data.x_train[idx]).contiguous(
-                    memory_format=torch.channels_last
-                )
-                yb = torch.from_numpy(data.y_train[idx])
+                xb = nhwc_batch(data.x_train[idx], device)
+                yb = torch.from_numpy(data.y_train[idx]).to(device)
                 model.train()
                 for m in model.modules():  # frozen BNs keep their running statistics
                     if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(
@@ -194,11 +205,14 @@ def distill_finetune(
                     ):
                         m.eval()
                 if teacher_logits is not None:
-                    t_logits = teacher_logits[torch.from_numpy(idx)]
+                    t_logits = teacher_logits[torch.from_numpy(idx).to(device)]
                 else:
                     with torch.no_grad():
                         t_logits = teacher_cl(xb)  # type: ignore[misc]
-                loss = distillation_loss(model(xb), t_logits, yb, config.temperature, config.alpha)
+                with autocast(device):
+                    loss = distillation_loss(
+                        model(xb), t_logits, yb, config.temperature, config.alpha
+                    )
                 opt.zero_grad(set_to_none=True)  # type: ignore[union-attr]
                 loss.backward()
                 opt.step()  # type: ignore[union-attr]
@@ -208,4 +222,5 @@ def distill_finetune(
     if done and live_bns:
         # The BNs that moved get exact statistics for their final weights (see recalibrate_bn).
         recalibrate_bn(model, data.x_train[:BN_RECALIBRATION_IMAGES], only=live_bns)
+    model.to("cpu")  # exports and hashing always see a CPU model
     return DistillResult(model.eval(), done, n_trainable, last_loss, time.perf_counter() - t0)

@@ -37,9 +37,17 @@ def channels_last(model: nn.Module) -> Iterator[None]:
         model.to(memory_format=torch.contiguous_format)
 
 
-def nhwc_batch(x: np.ndarray) -> torch.Tensor:
+def nhwc_batch(x: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if device is not None and device.type != "cpu":
+        t = t.to(device, non_blocking=True)
     return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters live (CPU for a model without any)."""
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def minibatch_indices(n: int, batch_size: int, generator: torch.Generator) -> Iterator[np.ndarray]:
@@ -157,9 +165,10 @@ def recalibrate_bn(
     for bn in bns:
         bn.train()
     try:
+        device = model_device(model)
         with channels_last(model):
             for i in range(0, len(x), batch_size):
-                model(nhwc_batch(x[i : i + batch_size]))
+                model(nhwc_batch(x[i : i + batch_size], device))
     finally:
         for bn, momentum in zip(bns, momenta, strict=True):
             bn.momentum = momentum
@@ -168,12 +177,17 @@ def recalibrate_bn(
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 16) -> torch.Tensor:
-    """Logits of ``model`` in eval mode over all of ``x`` (restores its previous mode)."""
+    """Logits of ``model`` in eval mode over all of ``x`` (restores its previous mode), on the
+    CPU whatever device the model is on."""
     was_training = model.training
     model.eval()
+    device = model_device(model)
+    if device.type != "cpu":
+        batch_size = max(batch_size, 256)  # small batches are a CPU-only optimisation
     try:
         with channels_last(model):
-            out = [model(nhwc_batch(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+            out = [model(nhwc_batch(x[i : i + batch_size], device)).float().cpu()
+                   for i in range(0, len(x), batch_size)]  # fmt: skip
     finally:
         model.train(was_training)
     return torch.cat(out).contiguous() if out else torch.empty(0)

@@ -132,12 +132,14 @@ def build_candidate(
     threads: int = 1,
     teacher_logits: torch.Tensor | None = None,
     passes: Sequence[CompressionPass] | None = None,
+    host_device: Any = "cpu",
 ) -> BuiltCandidate:
     """Apply ``joint`` to a copy of ``model`` and export to ``path_stem`` + runtime extension.
 
     ``teacher_logits``: ``model``'s logits on the training split (``teacher_logits_for``),
     computed once per search rather than in every fine-tune step. ``passes``: the passes
-    ``joint`` was decided with (default: the registry).
+    ``joint`` was decided with (default: the registry). ``host_device``: where the fine-tune
+    runs (``hadmc.host_compute``); pruning and export run on the CPU.
     """
     if runtime not in ARTIFACT_EXT:
         raise ValueError(f"unknown runtime {runtime!r}; known {sorted(ARTIFACT_EXT)}")
@@ -176,8 +178,9 @@ def build_candidate(
             seed=seed,
         )
         result = distill_finetune(
-            student, copy.deepcopy(model).eval(), data, cfg, teacher_logits=teacher_logits
-        )
+            student, copy.deepcopy(model).eval(), data, cfg, teacher_logits=teacher_logits,
+            device=host_device,
+        )  # fmt: skip
         student, steps = result.model, int(result.steps)
     student = student.eval()
     timings["finetune_s"] = time.perf_counter() - t0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -40,8 +41,10 @@ def measure_sensitivity_table(
     x_val: np.ndarray,
     y_val: np.ndarray,
     keeps: Sequence[float] = SENSITIVITY_KEEPS,
+    device: Any = "cpu",
 ) -> list[list[float]]:
-    """Accuracy drop (fraction, >= 0) per group per keep ratio, BN re-estimated, no fine-tune."""
+    """Accuracy drop (fraction, >= 0) per group per keep ratio, BN re-estimated, no fine-tune.
+    Pruning traces on the CPU; re-estimation and evaluation run on ``device``."""
     from hadmc.compress.pruning import prune_model
     from hadmc.models import evaluate_accuracy
     from hadmc.models.train import recalibrate_bn
@@ -53,7 +56,7 @@ def measure_sensitivity_table(
         for k in keeps:
             ratios = [1.0] * len(groups)
             ratios[i] = float(k)
-            pruned = prune_model(model, ratios, example_input)
+            pruned = prune_model(model, ratios, example_input).to(device)
             recalibrate_bn(pruned, x_calib)
             row.append(max(0.0, base - evaluate_accuracy(pruned, x_val, y_val)))
         table.append(row)
