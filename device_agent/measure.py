@@ -289,16 +289,3 @@ def _dist_version(dist: str) -> str:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return ""
-
-
-def make_call(runtime: str, handle: Any, specs: list[InputSpec], seed: int = 0) -> Any:
-    """A zero-argument inference call with random inputs bound once."""
-    rng = np.random.default_rng(seed)
-    arrays = [random_input(s, rng) for s in specs]
-    if runtime == "onnxruntime":
-        feeds = {s.name: a for s, a in zip(specs, arrays, strict=True)}
-        return lambda: handle.run(None, feeds)
-    # LiteRT: inputs copied once; invoke() is what is timed, as benchmark_model does.
-    for d, a in zip(handle.get_input_details(), arrays, strict=True):
-        handle.set_tensor(d["index"], a.astype(d["dtype"]))
-    return handle.invoke

@@ -55,15 +55,11 @@ def _measure(req: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     from device_agent import measure as m
+    from device_agent.adapters import adapter
 
-    runtime = req["runtime"]
+    runtime = adapter(req["runtime"])
     try:
-        if runtime == "onnxruntime":
-            import onnxruntime
-
-            _ort_telemetry_off(onnxruntime)
-        else:
-            import ai_edge_litert.interpreter  # noqa: F401
+        runtime.load()
     except ImportError as exc:
         return {"error": "runtime_unavailable", "message": str(exc)}
     meter, power_out = _power_begin(req)
@@ -73,12 +69,7 @@ def _measure(req: dict[str, Any]) -> dict[str, Any]:
     timing = m.Timing()
     try:
         t = time.perf_counter_ns()
-        if runtime == "onnxruntime":
-            handle, specs, meta = m.prepare_ort(
-                path, threads, specs, backend or "CPUExecutionProvider", options
-            )
-        else:
-            handle, specs, meta = m.prepare_litert(path, threads, specs, backend)
+        handle, specs, meta = runtime.prepare(path, threads, specs, backend, options)
         timing.load_ms = (time.perf_counter_ns() - t) / 1e6
     except m.TargetUnavailableError as exc:
         return {"error": "runtime_unavailable", "message": str(exc)}
@@ -102,7 +93,7 @@ def _measure(req: dict[str, Any]) -> dict[str, Any]:
         while True:
             time.sleep(3600)
     try:
-        call = m.make_call(runtime, handle, specs)
+        call = runtime.run(handle, specs)
         window: dict[str, Any] = {}
 
         def on_window(event: str) -> None:
@@ -130,9 +121,7 @@ def _measure(req: dict[str, Any]) -> dict[str, Any]:
             method="mean sensor power over the timed window x mean latency",
         )
     peak, peak_method = m.peak_memory()
-    placement: dict[str, int] = {}
-    if runtime == "onnxruntime" and backend not in ("", "CPUExecutionProvider"):
-        placement = m.node_placement(path, backend, options, specs)  # after the timed window
+    placement = runtime.placement(path, backend, options, specs)  # after the timed window
     out = asdict(timing)
     out.pop("latencies_ms")
     return {
@@ -145,14 +134,6 @@ def _measure(req: dict[str, Any]) -> dict[str, Any]:
         "nodes_per_provider": placement,
         **meta,
     }
-
-
-def _ort_telemetry_off(ort: Any) -> None:
-    """onnxruntime's telemetry writes a device id under ~/.cache on some builds: off."""
-    try:
-        ort.disable_telemetry_events()
-    except AttributeError:  # builds without telemetry
-        pass
 
 
 def _is_out_of_memory(exc: Exception) -> bool:
@@ -172,13 +153,11 @@ def _preload(runtime: str) -> None:
     measure.stats_ms([1.0, 2.0, 3.0])
     measure.random_input(measure.InputSpec("x", [1, 2], "float32"), np.random.default_rng(0))
 
-    try:
-        if runtime == "onnxruntime":
-            import onnxruntime
+    from device_agent.adapters import ADAPTERS
 
-            _ort_telemetry_off(onnxruntime)
-        elif runtime == "litert":
-            import ai_edge_litert.interpreter  # noqa: F401
+    try:
+        if runtime in ADAPTERS:
+            ADAPTERS[runtime].load()
     except ImportError:
         pass
 

@@ -80,3 +80,39 @@ def test_every_runtime_has_an_exporter_and_a_host_runner() -> None:
         assert "no exporter for runtime 'tensorrt'" in str(exc)
     else:
         raise AssertionError("an unknown runtime must be refused")
+
+
+def test_every_runtime_has_a_board_adapter_that_probes_prepares_and_runs(tmp_path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from device_agent import measure
+    from device_agent.adapters import ADAPTERS, adapter
+
+    assert set(ADAPTERS) == set(table.RUNTIME_NAMES)
+    status = adapter("onnxruntime").probe()
+    assert status.available and status.spec.name == "onnxruntime" and status.version
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "relu.onnx"
+    onnx.save(model, path)
+    ort = adapter("onnxruntime")
+    ort.load()
+    handle, specs, meta = ort.prepare(str(path), 1, [], "", {})
+    assert [(s.name, s.shape, s.dtype) for s in specs] == [("x", [1, 4], "float32")]
+    assert meta["execution_provider"] == "CPUExecutionProvider"
+    (y,) = ort.run(handle, specs)()
+    x = measure.random_input(specs[0], np.random.default_rng(0))  # the same seeded input
+    assert np.array_equal(y, np.maximum(x, 0))
+    assert ort.placement(str(path), "", {}, specs) == {}  # only asked for accelerators
+    try:
+        adapter("tensorrt")
+    except ValueError as exc:
+        assert "no runtime adapter for 'tensorrt'" in str(exc)
+    else:
+        raise AssertionError("an unknown runtime must be refused")
