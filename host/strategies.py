@@ -154,7 +154,8 @@ def _pick_for_front(scored: list[Proposal], k: int, archive: Any) -> list[Propos
     front = [archive.normalised(e.objectives) for e in archive.front()]
 
     def point(p: Proposal) -> list[float] | None:
-        obj = p.predicted.objectives  # type: ignore[union-attr]
+        # The conservative objectives (accuracy at its lower bound, hadmc.surrogate.model)
+        obj = p.predicted.conservative or p.predicted.objectives  # type: ignore[union-attr]
         if obj.accuracy <= floor:
             return None
         x = archive.normalised(obj)

@@ -126,3 +126,55 @@ def test_surrogate_scores_prospectively_and_bounds_actions(net) -> None:
         larger = min(k for k in KEEP_RATIOS if k > k0)
         f = s.features([larger] + [lowest] * (n - 1), ["fp32"] + ["int8"] * (n - 1))
         assert sur.latency.predict_latency_ms(f) > limit
+
+
+def test_gp_residual_learns_an_interaction_and_knows_where_it_has_not_looked() -> None:
+    """A drop the additive ridge line cannot express (the first half pruned costs twice what the
+    sum of per-group drops says) is learned by the GP residual, and its uncertainty is small
+    next to measured layouts and large far from them."""
+    from hadmc.surrogate.accuracy import GP_AMPLITUDE
+
+    n = 8
+    proxy = AccuracyProxy([[0.01, 0.03, 0.08]] * n, baseline_accuracy=0.95)
+
+    def x_of(keeps):
+        return proxy.features(keeps, "all", macs_kept=float(np.mean(keeps)) ** 2, int8_share=1.0)
+
+    def true_acc(keeps):
+        raw = proxy.raw_drop(keeps)
+        return 0.95 - 0.5 * raw - 0.05 * (1.0 - float(np.mean(keeps[: n // 2])))
+
+    rng = np.random.default_rng(0)
+    seen = []
+    for _ in range(14):  # first half and second half pruned independently
+        a, b = rng.choice(KEEP_RATIOS, 2)
+        keeps = [float(a)] * (n // 2) + [float(b)] * (n // 2)
+        seen.append(keeps)
+        proxy.add(x_of(keeps), true_acc(keeps))
+    probe = [0.6] * (n // 2) + [0.9] * (n // 2)
+    ridge_only = float(np.clip(0.95 - proxy._split(x_of(probe))[0] @ proxy.coef, 0, 1))
+    assert abs(proxy.predict(x_of(probe)) - true_acc(probe)) < abs(ridge_only - true_acc(probe))
+    assert abs(proxy.predict(x_of(probe)) - true_acc(probe)) < 0.01
+    near = proxy.predict_std(x_of(seen[0]))
+    far = proxy.predict_std(x_of([0.3, 0.3, 1.0, 1.0, 1.0, 1.0, 0.3, 0.3]))  # stages unlike any seen
+    assert near < 0.5 * far and far <= GP_AMPLITUDE * 2.5
+
+
+def test_surrogate_reward_is_computed_on_the_accuracy_lower_bound(net) -> None:
+    from hadmc.surrogate.model import KAPPA
+
+    model, x, s = net
+    n = s.n_groups
+    full = s.features([1.0] * n, ["fp32"] * n)
+    baseline = Objectives(0.95, 2.0, 30.0, None, 8_000_000, 0)
+    lat = LatencyModel(full, baseline.latency_ms, 8e6, 30.0)
+    sur = Surrogate(s, lat, AccuracyProxy([[0.01, 0.05, 0.2]] * n, 0.95), baseline,
+                    RewardConfig())  # fmt: skip
+    j = JointAction.uniform(n, 0.7, "int8")
+    p = sur.predict(j)
+    assert p.accuracy_std > 0
+    assert p.conservative.accuracy == pytest.approx(p.objectives.accuracy - KAPPA * p.accuracy_std)
+    from hadmc.search.reward import compute_reward
+
+    assert p.reward == pytest.approx(compute_reward(p.conservative, baseline, RewardConfig()).reward)
+    assert p.reward < compute_reward(p.objectives, baseline, RewardConfig()).reward

@@ -10,6 +10,7 @@ leave-one-out MAPE over all measurements is reported beside it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,10 @@ from hadmc.surrogate.accuracy import AccuracyProxy
 from hadmc.surrogate.latency import LatencyModel
 from hadmc.surrogate.structure import ConfigFeatures, ModelStructure
 
+# The search scores a proposal on its accuracy's lower bound, mean - KAPPA x std (the accuracy
+# proxy's GP uncertainty, hadmc.surrogate.accuracy): a pessimistic surrogate, so that a policy
+# trained on it cannot profit from the proxy's errors far from anything measured.
+KAPPA = 1.0
 # Prospective errors count once the latency fit has this many real candidates besides the
 # baseline: the first few predictions rest on the prior alone and say nothing of the model.
 MIN_FIT_FOR_ERRORS = 4
@@ -30,15 +35,20 @@ MIN_FIT_FOR_ERRORS = 4
 
 @dataclass
 class Prediction:
-    """Predicted objectives (label: predicted) of one joint action."""
+    """Predicted objectives (label: predicted) of one joint action. ``objectives`` hold the
+    mean accuracy; ``conservative`` the same with accuracy at mean - KAPPA x std, which is what
+    ``reward`` (and the choice of what to measure) is computed on."""
 
     objectives: Objectives
     reward: float
     features: ConfigFeatures
     feasible: bool
+    accuracy_std: float = 0.0
+    conservative: Objectives | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"predicted": True, **self.objectives.to_dict(), "reward": self.reward}
+        return {"predicted": True, **self.objectives.to_dict(), "reward": self.reward,
+                "accuracy_std": self.accuracy_std}  # fmt: skip
 
 
 class Surrogate:
@@ -70,8 +80,10 @@ class Surrogate:
     def predict(self, joint: JointAction) -> Prediction:
         f = self.structure.features(joint.keep_ratios, joint.precisions)
         size = max(self.latency.predict_size_bytes(f), 1.0)
+        x = self._proxy_x(joint, f)
+        std = self.proxy.predict_std(x)
         obj = Objectives(
-            accuracy=self.proxy.predict(self._proxy_x(joint, f)),
+            accuracy=self.proxy.predict(x),
             latency_ms=max(self.latency.predict_latency_ms(f), 1e-6),
             memory_mb=max(self.latency.predict_memory_mb(size), 1e-3),
             energy_mj=None,
@@ -79,8 +91,9 @@ class Surrogate:
             # An update of a pruned or re-fine-tuned model rewrites nearly every chunk.
             update_bytes=int(size),
         )
-        rb = compute_reward(obj, self.baseline, self.reward_config)
-        return Prediction(obj, float(rb.reward), f, rb.feasible)
+        low = dataclasses.replace(obj, accuracy=max(obj.accuracy - KAPPA * std, 0.0))
+        rb = compute_reward(low, self.baseline, self.reward_config)
+        return Prediction(obj, float(rb.reward), f, rb.feasible, std, low)
 
     def observe(self, joint: JointAction, metrics: dict[str, Any]) -> None:
         """A real candidate: record the prospective error, then refit both models."""
@@ -112,6 +125,7 @@ class Surrogate:
             "latency_predictions_scored": len(self._errors_latency),
             "proxy_spearman": rho,
             "proxy_pairs_scored": len(self._pairs_accuracy),
+            "proxy_kappa": KAPPA,
             "real_candidates_seen": self.observed,
             "latency_terms_ms": self.latency.terms(),
         }
