@@ -199,6 +199,14 @@ def report(runs: list[dict], strategies: list[str], cfg: argparse.Namespace) -> 
     for r in runs:
         scores[r["bench_strategy"]].append(score_run(r, common))
     summary = summarise(scores)
+    # The latency model cannot beat the machine: the same fp32 file, measured once per run,
+    # spread this much (mean absolute deviation from the median, %), which is the MAPE a
+    # perfect model would get on readings this far apart in time.
+    lat = np.array([r["baseline"]["latency_ms"] for r in runs])
+    noise = {
+        "baseline_latency_ms": lat.tolist(),
+        "mad_pct": float(100 * np.mean(np.abs(lat - np.median(lat))) / np.median(lat)),
+    }
     results = {
         "benchmark": "search strategies at equal device measurements (demo model)",
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -206,6 +214,7 @@ def report(runs: list[dict], strategies: list[str], cfg: argparse.Namespace) -> 
         "device": runs[0]["device"],
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(cfg).items()},
         "common_baseline": common,
+        "latency_noise_floor": noise,
         "summary": summary,
         "runs": [{k: r.get(k) for k in ("bench_strategy", "seed", "run_dir", "measured",
                                          "proposals", "stop_reason", "best", "baseline",
@@ -226,6 +235,8 @@ def report(runs: list[dict], strategies: list[str], cfg: argparse.Namespace) -> 
               f" {_mean(row['chosen_speedup']):8.2f} {_mean(row['chosen_test_drop_points']):11.2f}"
               f" {_mean(row['collapsed_measured']):9.1f} {_mean(row['latency_mape']):7.1f}"
               f" {_mean(row['proxy_spearman']):5.2f}")  # fmt: skip
+    print(f"latency noise floor: the fp32 baseline read {lat.min():.3f}-{lat.max():.3f} ms across"
+          f" runs, {noise['mad_pct']:.1f} % mean absolute deviation from the median")
     print(f"wrote {cfg.results_dir / 'search.json'} and {cfg.results_dir / 'search.png'}")
     return 0
 
