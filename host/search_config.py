@@ -41,7 +41,7 @@ class SearchConfig:
     threads: int = 1
     host_threads: int | None = None
     host_device: str = "auto"  # hadmc.host_compute: where host torch runs
-    episodes: int = 24  # the budget: real candidates built and measured
+    episodes: int = 16  # the budget: real candidates built and measured
     episodes_per_update: int = 4
     max_latency_ms: float | None = None
     max_accuracy_drop: float | None = 1.0
