@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hadmc import hal_sim
+from hadmc.device import hal_sim
 from hadmc.device.hal import ArtifactSpec, Device, DeviceError, MeasureOptions
 from hadmc.device.hal_sim import SimulatedDevice
 from profiles import ProfileError
