@@ -49,10 +49,10 @@ def test_training_is_deterministic_and_learns() -> None:
     for _ in range(2):
         torch.manual_seed(0)
         model = build_model("resnet_small", 10, 1)
-        acc = train_classifier(model, small, epochs=2, lr=3e-3, batch_size=32, seed=0)
+        acc = train_classifier(model, small, epochs=4, lr=3e-3, batch_size=32, seed=0)
         weights.append({k: v.clone() for k, v in model.state_dict().items()})
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
-    assert acc > 0.5  # 2 epochs on 256 images: far above chance (0.1)
+    assert acc > 0.5  # 4 epochs on 256 images: far above chance (0.1); validation is 80 % augmented
     assert not model.training
     with pytest.raises(ValueError):
         train_classifier(model, small, epochs=0, lr=1e-3, batch_size=32, seed=0)
