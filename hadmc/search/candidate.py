@@ -164,11 +164,12 @@ def build_candidate(
             p.apply(joint[p.name], build)
     # Model passes return copies; without any, the fine-tune must not train the user's model.
     student = build.student if build.student is not model else copy.deepcopy(model)
+    # Counted once, before the fine-tune: it changes weights, never shapes.
+    macs, params = count_macs_params(student, example)
     steps = 0
     if finetune_steps > 0:
         if "lr" not in build.finetune:  # a pass may set it; else by how much was pruned
-            full_macs = count_macs_params(model, example)[0]
-            kept = count_macs_params(student, example)[0] / max(full_macs, 1)
+            kept = macs / max(count_macs_params(model, example)[0], 1)
             build.finetune["lr"] = finetune_lr(1.0 - kept)
         cfg = DistillConfig(
             **build.finetune,
@@ -185,7 +186,6 @@ def build_candidate(
     student = student.eval()
     timings["finetune_s"] = time.perf_counter() - t0
 
-    macs, params = count_macs_params(student, example)
     path = Path(f"{path_stem}.{ARTIFACT_EXT[runtime]}")
     t0 = time.perf_counter()
     for p in passes:
