@@ -148,6 +148,81 @@ def run_budget(call: Any, budget: Budget, timing: Timing, on_window: Any = None)
         on_window("stop")
 
 
+# Runs per block of a paired measurement. The first run of each block is not timed: it
+# follows the other model's block and pays to bring this model's weights back into the
+# caches, a cost a deployed model running alone does not pay on every call.
+PAIR_BLOCK_RUNS = 8
+RATIO_BOOTSTRAP = 400
+
+
+@dataclass
+class PairedTiming:
+    """What ``run_paired`` adds for the reference; the candidate's runs go to ``Timing``."""
+
+    first_inference_ms: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    blocks: int = 0  # timed blocks per model
+
+
+def run_paired(call: Any, ref_call: Any, budget: Budget, timing: Timing, ref: PairedTiming) -> None:
+    """Warm up, then time ``call`` and ``ref_call`` in alternating blocks (A B B A A B ...:
+    each model goes first in half the pairs, so neither always follows the other).
+
+    The budget's run counts apply to each model; its seconds to the window as a whole. The
+    candidate's first inference must already be in ``timing`` (the worker reads peak memory
+    after it, before the reference is loaded); the reference's is taken here.
+    """
+    t = time.perf_counter_ns()
+    ref_call()
+    ref.first_inference_ms = _ns_to_ms(time.perf_counter_ns() - t)
+    t_warm = time.perf_counter()
+    end, hard_end = t_warm + budget.warmup_min_seconds, t_warm + budget.max_seconds
+    while timing.warmup_runs < budget.warmup_runs or time.perf_counter() < end:
+        if time.perf_counter() >= hard_end:
+            break
+        call()
+        ref_call()
+        timing.warmup_runs += 1
+    timing.warmup_ms = (time.perf_counter() - t_warm) * 1000
+    timed = PAIR_BLOCK_RUNS - 1
+    timing.window_start_unix = time.time()
+    start = time.perf_counter()
+    min_end, max_end = start + budget.min_seconds, start + budget.max_seconds
+    order = ((call, timing.latencies_ms), (ref_call, ref.latencies_ms))
+    while True:
+        pair = order if ref.blocks % 2 == 0 else order[::-1]
+        for fn, lat in pair:
+            fn()  # untimed: refills the caches after the other model's block
+            for _ in range(timed):
+                t = time.perf_counter_ns()
+                fn()
+                lat.append(_ns_to_ms(time.perf_counter_ns() - t))
+        ref.blocks += 1
+        now = time.perf_counter()
+        if now >= max_end or (len(ref.latencies_ms) >= budget.min_runs and now >= min_end):
+            break
+    timing.window_end_unix = time.time()
+
+
+def paired_ratio(
+    latencies_ms: list[float], ref_latencies_ms: list[float], blocks: int, seed: int = 0
+) -> tuple[float, float, float]:
+    """p50(candidate) / p50(reference), with a 95 % interval from a bootstrap over the
+    interleaved blocks (blocks, not single runs, are resampled: runs within a block share
+    the moment's load, so resampling runs would understate the spread)."""
+    a = np.asarray(latencies_ms, dtype=np.float64).reshape(blocks, -1)
+    b = np.asarray(ref_latencies_ms, dtype=np.float64).reshape(blocks, -1)
+    ratio = float(np.median(a) / np.median(b))
+    if blocks < 2:
+        return ratio, ratio, ratio
+    idx = np.random.default_rng(seed).integers(0, blocks, (RATIO_BOOTSTRAP, blocks))
+    boot = np.median(a[idx].reshape(RATIO_BOOTSTRAP, -1), axis=1) / np.median(
+        b[idx].reshape(RATIO_BOOTSTRAP, -1), axis=1
+    )
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return ratio, float(low), float(high)
+
+
 def prepare_ort(
     path: str,
     threads: int,

@@ -270,14 +270,22 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
             if found is None:
                 raise AgentError(pb.INTERNAL, "the accelerator probe did not finish")
             found.require(target)
-        fd, tmp = tempfile.mkstemp(dir=self.models_dir, suffix=".model")
-        os.close(fd)
-        path = Path(tmp)
+        paths = [self._temp_model()]
         try:
-            self.store.assemble(req.model, path, self.config.max_model_bytes)
-            security.check_model(path, fmt)
+            self.store.assemble(req.model, paths[0], self.config.max_model_bytes)
+            security.check_model(paths[0], fmt)
+            if req.HasField("reference"):  # a paired measurement (measure.run_paired)
+                paths.append(self._temp_model())
+                self.store.assemble(req.reference, paths[1], self.config.max_model_bytes)
+                security.check_model(paths[1], fmt)
             wreq = validation.worker_request(
-                req, self.limits, path, target, self.config.sysfs_root, self._fault(req)
+                req,
+                self.limits,
+                paths[0],
+                target,
+                self.config.sysfs_root,
+                self._fault(req),
+                reference_path=paths[1] if len(paths) > 1 else None,
             )
             queue_wait_s = self._acquire_measure_lock(cancelled)
             try:
@@ -289,12 +297,18 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
             finally:
                 self._measure_lock.release()
         finally:
-            path.unlink(missing_ok=True)
+            for path in paths:
+                path.unlink(missing_ok=True)
         if "error" in out:
             if out["error"] == "out_of_memory":
                 raise AgentError(pb.TOO_LARGE, self._oom_message(out["message"]))
             raise AgentError(WORKER_ERRORS.get(out["error"], pb.INTERNAL), out["message"])
         return self._result(req, status, target, out, queue_wait_s)
+
+    def _temp_model(self) -> Path:
+        fd, tmp = tempfile.mkstemp(dir=self.models_dir, suffix=".model")
+        os.close(fd)
+        return Path(tmp)
 
     def _oom_message(self, detail: str) -> str:
         limit = self.config.worker_memory_bytes
@@ -335,7 +349,17 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
             prov.inputs.add(
                 name=s["name"], shape=s["shape"], dtype=validation.DTYPE_ENUMS[s["dtype"]]
             )
+        paired = {}
+        if "reference_latency" in out:
+            paired = {
+                "reference_latency": pb.LatencyStats(**out["reference_latency"]),
+                "latency_ratio": out["latency_ratio"],
+                "latency_ratio_ci95_low": out["latency_ratio_ci95_low"],
+                "latency_ratio_ci95_high": out["latency_ratio_ci95_high"],
+                "pair_blocks": out["pair_blocks"],
+            }
         return pb.ProfileResult(
+            **paired,
             model_sha256=req.model.sha256,
             load_ms=out["load_ms"],
             first_inference_ms=out["first_inference_ms"],

@@ -53,15 +53,11 @@ def check_request(
             pb.INVALID_REQUEST,
             f"{pb.Runtime.Name(req.runtime)} does not run {pb.ModelFormat.Name(fmt)} models",
         )
-    if req.model.size_bytes > limits.max_model_bytes:
-        raise AgentError(
-            pb.TOO_LARGE,
-            f"model of {req.model.size_bytes} B over the {limits.max_model_bytes} B limit",
-        )
-    if req.model.size_bytes > limits.cache_capacity_bytes:
-        raise AgentError(pb.TOO_LARGE, "model larger than the chunk cache")
-    if len(req.model.chunks) > max_manifest_chunks(limits.max_model_bytes):
-        raise AgentError(pb.TOO_LARGE, f"manifest names {len(req.model.chunks)} chunks")
+    _check_manifest(req.model, limits, "model")
+    if req.HasField("reference"):
+        _check_manifest(req.reference, limits, "reference model")
+        if req.model.size_bytes + req.reference.size_bytes > limits.cache_capacity_bytes:
+            raise AgentError(pb.TOO_LARGE, "model and reference together exceed the chunk cache")
     budgets = {
         "warmup_min_seconds": req.warmup_min_seconds,
         "min_seconds": req.min_seconds,
@@ -98,6 +94,18 @@ def check_request(
     return status, fmt, target
 
 
+def _check_manifest(manifest: pb.ModelManifest, limits: Limits, what: str) -> None:
+    if manifest.size_bytes > limits.max_model_bytes:
+        raise AgentError(
+            pb.TOO_LARGE,
+            f"{what} of {manifest.size_bytes} B over the {limits.max_model_bytes} B limit",
+        )
+    if manifest.size_bytes > limits.cache_capacity_bytes:
+        raise AgentError(pb.TOO_LARGE, f"{what} larger than the chunk cache")
+    if len(manifest.chunks) > max_manifest_chunks(limits.max_model_bytes):
+        raise AgentError(pb.TOO_LARGE, f"{what}: manifest names {len(manifest.chunks)} chunks")
+
+
 def timeout_s(req: pb.ProfileRequest, limits: Limits) -> float:
     """The worker's wall-clock limit: the request's, never above the agent's."""
     return min(req.timeout_seconds or limits.worker_timeout_s, limits.worker_timeout_s)
@@ -116,10 +124,12 @@ def worker_request(
     target: targets.Target,
     sysfs_root: Path,
     fault: str = "",
+    reference_path: Path | None = None,
 ) -> dict[str, Any]:
     max_s = req.max_seconds or limits.default_max_seconds
     return {
         "model_path": str(path),
+        "reference_path": str(reference_path) if reference_path else "",
         "runtime": target.runtime,
         "target": target.name,
         "backend": target.backend,

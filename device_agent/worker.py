@@ -62,7 +62,8 @@ def _measure(req: dict[str, Any]) -> dict[str, Any]:
         runtime.load()
     except ImportError as exc:
         return {"error": "runtime_unavailable", "message": str(exc)}
-    meter, power_out = _power_begin(req)
+    paired = bool(req.get("reference_path"))
+    meter, power_out = (None, dict(PAIRED_POWER)) if paired else _power_begin(req)
     specs = [m.InputSpec(**s) for s in req.get("inputs", [])]
     backend, options = req.get("backend", ""), req.get("provider_options", {})
     path, threads = req["model_path"], int(req.get("threads", 0))
@@ -92,6 +93,8 @@ def _measure(req: dict[str, Any]) -> dict[str, Any]:
     if fault == "hang":
         while True:
             time.sleep(3600)
+    if paired:
+        return _measure_paired(req, runtime, handle, specs, timing, meta, power_out)
     try:
         call = runtime.run(handle, specs)
         window: dict[str, Any] = {}
@@ -129,6 +132,79 @@ def _measure(req: dict[str, Any]) -> dict[str, Any]:
         "latency": stats,
         "peak_memory_bytes": peak,
         "peak_memory_method": peak_method,
+        "inputs": [asdict(s) for s in specs],
+        "power": power_out,
+        "nodes_per_provider": placement,
+        **meta,
+    }
+
+
+PAIRED_POWER = {
+    "status": "unavailable",
+    "method": "not read for a paired measurement: its window mixes two models",
+}
+
+
+def _measure_paired(
+    req: dict[str, Any],
+    runtime: Any,
+    handle: Any,
+    specs: list[Any],
+    timing: Any,
+    meta: dict[str, Any],
+    power_out: dict[str, Any],
+) -> dict[str, Any]:
+    """The candidate and the reference interleaved in one window (``measure.run_paired``).
+    Peak memory is read after the candidate's first inference and before the reference is
+    loaded, so it is the candidate's alone."""
+    from device_agent import measure as m
+
+    backend, options = req.get("backend", ""), req.get("provider_options", {})
+    threads = int(req.get("threads", 0))
+    ref = m.PairedTiming()
+    try:
+        call = runtime.run(handle, specs)
+        t = time.perf_counter_ns()
+        call()
+        timing.first_inference_ms = (time.perf_counter_ns() - t) / 1e6
+        peak, peak_method = m.peak_memory()
+        try:
+            ref_handle, _, _ = runtime.prepare(
+                req["reference_path"], threads, specs, backend, options
+            )
+        except (m.ModelLoadError, m.BadInputError) as exc:
+            return {"error": "invalid_request", "message": f"the reference model: {exc}"}
+        try:
+            ref_call = runtime.run(ref_handle, specs)
+            ref_call()  # once, so that an error here names the reference, not the candidate
+        except Exception as exc:  # noqa: BLE001 - runtime errors (shape/type mismatch)
+            if _is_out_of_memory(exc):
+                return {"error": "out_of_memory", "message": f"the reference model: {exc}"}
+            return {
+                "error": "invalid_request",
+                "message": f"the reference model does not run on the candidate's inputs: {exc}",
+            }
+        m.run_paired(call, ref_call, m.Budget(**req["budget"]), timing, ref)
+    except MemoryError:
+        raise
+    except Exception as exc:  # runtime errors on these inputs (shape/type mismatch)
+        if _is_out_of_memory(exc):
+            return {"error": "out_of_memory", "message": f"inference ran out of memory: {exc}"}
+        return {"error": "invalid_request", "message": f"inference failed: {exc}"}
+    ratio, low, high = m.paired_ratio(timing.latencies_ms, ref.latencies_ms, ref.blocks)
+    placement = runtime.placement(req["model_path"], backend, options, specs)
+    out = asdict(timing)
+    out.pop("latencies_ms")
+    return {
+        **out,
+        "latency": m.stats_ms(timing.latencies_ms),
+        "reference_latency": m.stats_ms(ref.latencies_ms),
+        "latency_ratio": ratio,
+        "latency_ratio_ci95_low": low,
+        "latency_ratio_ci95_high": high,
+        "pair_blocks": ref.blocks,
+        "peak_memory_bytes": peak,
+        "peak_memory_method": f"{peak_method}, read before the reference model was loaded",
         "inputs": [asdict(s) for s in specs],
         "power": power_out,
         "nodes_per_provider": placement,

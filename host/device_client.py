@@ -142,12 +142,25 @@ class RemoteDevice(Device):
             return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 
-    def measure(self, artifact: ArtifactSpec, options: MeasureOptions) -> Measurement:
+    def measure(
+        self,
+        artifact: ArtifactSpec,
+        options: MeasureOptions,
+        reference: ArtifactSpec | None = None,
+    ) -> Measurement:
         request_parts = _validate(artifact)
         data = Path(artifact.path).read_bytes()
-        manifest = chunk_bytes(data, name=Path(artifact.path).name)
+        models = [(data, chunk_bytes(data, name=Path(artifact.path).name))]
+        if reference is not None:
+            if _validate(reference)[:2] != request_parts[:2]:
+                raise DeviceError(
+                    "invalid_request",
+                    "a paired measurement needs the reference in the same format and runtime",
+                )
+            ref_data = Path(reference.path).read_bytes()
+            models.append((ref_data, chunk_bytes(ref_data, name=Path(reference.path).name)))
         return self._with_retries(
-            lambda: self._measure_once(artifact, options, data, manifest, request_parts),
+            lambda: self._measure_once(artifact, options, models, request_parts),
             "measure",
         )
 
@@ -187,20 +200,16 @@ class RemoteDevice(Device):
         self,
         artifact: ArtifactSpec,
         options: MeasureOptions,
-        data: bytes,
-        manifest: Manifest,
+        models: list[tuple[bytes, Manifest]],
         parts: tuple[int, int, list[pb.TensorSpec]],
     ) -> Measurement:
+        """``models``: the artifact's (bytes, manifest), then the reference's if paired."""
         fmt, runtime, inputs = parts
+        manifest = models[0][1]
+        paired = {"reference": _manifest_msg(models[1][1])} if len(models) > 1 else {}
         request = pb.ProfileRequest(
-            model=pb.ModelManifest(
-                name=manifest.name,
-                sha256=manifest.sha256,
-                size_bytes=manifest.size_bytes,
-                chunks=[
-                    pb.ChunkRef(sha256=c.sha256, size_bytes=c.size_bytes) for c in manifest.chunks
-                ],
-            ),
+            **paired,
+            model=_manifest_msg(manifest),
             format=fmt,
             runtime=runtime,
             inputs=inputs,
@@ -216,7 +225,7 @@ class RemoteDevice(Device):
             provider_options=options.provider_options,
         )
         deadline_s = options.timeout_seconds + self.profile_queue_slack_s
-        sent = self.upload(data, manifest)
+        sent = sum(self.upload(d, m) for d, m in models)
         try:
             result = self._rpc("Profile", self._stub.Profile, request, deadline_s)
         except MissingChunksError as exc:
@@ -224,7 +233,7 @@ class RemoteDevice(Device):
             # upload, a restart, a damaged chunk dropped): the trailer holds only a sample of
             # the hashes, so ask MissingChunks for the full list, send those, retry once.
             log.info("%s lost chunks (%s); re-uploading once", self.address, exc)
-            sent += self.upload(data, manifest)
+            sent += sum(self.upload(d, m) for d, m in models)
             try:
                 result = self._rpc("Profile", self._stub.Profile, request, deadline_s)
             except MissingChunksError as again:
@@ -274,7 +283,17 @@ class RemoteDevice(Device):
                 },
             }
         )
+        paired: dict[str, Any] = {}
+        if r.HasField("latency_ratio"):
+            paired = {
+                "reference_latency_ms_p50": r.reference_latency.p50_ms,
+                "latency_ratio": r.latency_ratio,
+                "latency_ratio_ci95": (r.latency_ratio_ci95_low, r.latency_ratio_ci95_high),
+            }
+            prov["pair_blocks"] = r.pair_blocks
+            prov["reference_latency_n"] = r.reference_latency.n
         return Measurement(
+            **paired,
             latency_ms_p50=lat.p50_ms,
             latency_ms_mean=lat.mean_ms,
             latency_ms_min=lat.min_ms,
@@ -295,6 +314,15 @@ class RemoteDevice(Device):
             upload_bytes=sent,
             provenance=prov,
         )
+
+
+def _manifest_msg(manifest: Manifest) -> pb.ModelManifest:
+    return pb.ModelManifest(
+        name=manifest.name,
+        sha256=manifest.sha256,
+        size_bytes=manifest.size_bytes,
+        chunks=[pb.ChunkRef(sha256=c.sha256, size_bytes=c.size_bytes) for c in manifest.chunks],
+    )
 
 
 def _validate(artifact: ArtifactSpec) -> tuple[int, int, list[pb.TensorSpec]]:

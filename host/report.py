@@ -122,6 +122,21 @@ def test_fields(metrics: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"test_accuracy": acc, "test_accuracy_ci95": ci, "test_n": n or None}
 
 
+def latency_fields(metrics: Mapping[str, Any] | None) -> dict[str, Any]:
+    """How the latency objective was timed: ``latency_timing`` "paired" (interleaved with the
+    baseline in one window; the objective is the ratio x the baseline's p50, see
+    ``host.search_eval.metrics_of``) with ``latency_ratio`` and its ``latency_ratio_ci95``, or
+    "alone" (None for both)."""
+    m = metrics or {}
+    if m.get("latency_ms_p50_paired") is None:
+        return {"latency_timing": "alone", "latency_ratio": None, "latency_ratio_ci95": None}
+    return {
+        "latency_timing": "paired",
+        "latency_ratio": m.get("latency_ratio"),
+        "latency_ratio_ci95": m.get("latency_ratio_ci95"),
+    }
+
+
 def _rel(run_dir: Path, path: Path) -> str:
     return path.resolve().relative_to(run_dir.resolve()).as_posix()
 
@@ -174,6 +189,7 @@ def _entry(c: Mapping[str, Any]) -> dict[str, Any]:
         "measurement_source": c["measurement_source"],
         "measurement_kind": c["measurement_kind"],
         **test_fields(c["metrics"]),
+        **latency_fields(c["metrics"]),
         "artifact_path": c["artifact_path"],
         "config_summary": c["config_summary"],
     }

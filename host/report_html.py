@@ -80,8 +80,11 @@ def badge(kind: str) -> Raw:
     return Raw("")
 
 
-def _kind_cell(kind: str) -> Raw:
-    return badge(kind) if kind != "measured" else Raw("measured")
+def _kind_cell(kind: str, timing: str | None = None) -> Raw:
+    """The measurement's kind; "measured, paired" when timed interleaved with the baseline."""
+    if kind != "measured":
+        return badge(kind)
+    return Raw("measured, paired" if timing == "paired" else "measured")
 
 
 def link(path: str | None, label: str | None = None) -> Raw:
@@ -206,7 +209,8 @@ def _front(report: Mapping[str, Any]) -> str:
     # (header, cell from (front row, front_table row), numeric: right-aligned)
     columns: list[Column] = [
         ("id", lambda f, r: f"{f['id']}{' ★' if f['id'] == chosen_id else ''}", False),
-        ("source", lambda f, r: _kind_cell(f["measurement_kind"]), False),
+        ("source", lambda f, r: _kind_cell(f["measurement_kind"], f.get("latency_timing")),
+         False),
         ("accuracy %", lambda f, r: r["accuracy_%"], True),
         ("test acc %", lambda f, r: _fmt(f["test_accuracy"] and 100 * f["test_accuracy"],
                                           ".2f"), True),

@@ -184,6 +184,15 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         "random; predicted figures are labelled and never enter the Pareto front",
     )
     a(
+        "--paired-latency",
+        choices=("on", "off"),
+        default="on",
+        help="on (default): time every candidate interleaved with the baseline in one device "
+        "call and take its latency as (its p50 / the baseline's p50 in that window) x the "
+        "baseline's p50 at setup, so a board whose speed drifts (load, clock, heat) moves "
+        "both alike; costs about twice the measuring window. off: time candidates alone",
+    )
+    a(
         "--seed",
         type=int,
         default=0,

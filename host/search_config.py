@@ -48,6 +48,7 @@ class SearchConfig:
     max_memory_mb: float | None = None
     strategy: str = "ppo"
     surrogate: str = "on"
+    paired_latency: str = "on"  # candidates timed interleaved with the baseline (--paired-latency)
     seed: int = 0
     finetune_steps: int = 20
     measure_runs: int = 50
@@ -71,6 +72,9 @@ class SearchConfig:
         """A saved run's configuration; keys it lacks keep today's defaults."""
         names = {f.name for f in dataclasses.fields(cls)}
         saved = {k: v for k, v in json.loads(text).items() if k in names}
+        # Runs saved before --paired-latency existed timed candidates alone: a resumed one
+        # keeps doing so, so that its candidates stay comparable with each other.
+        saved.setdefault("paired_latency", "off")
         return cls(**{**saved, **overrides})
 
     def replace(self, **changes: Any) -> SearchConfig:

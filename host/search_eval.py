@@ -45,9 +45,30 @@ def artifact_spec(built: BuiltCandidate, runtime: str) -> ArtifactSpec:
     )
 
 
-def metrics_of(built: BuiltCandidate, m: Measurement, update_bytes: int) -> dict[str, Any]:
-    """Flat metrics dict as the store and ``Objectives.from_metrics`` read it."""
+def metrics_of(
+    built: BuiltCandidate,
+    m: Measurement,
+    update_bytes: int,
+    baseline_latency_ms: float | None = None,
+) -> dict[str, Any]:
+    """Flat metrics dict as the store and ``Objectives.from_metrics`` read it.
+
+    A paired measurement (the candidate timed interleaved with the baseline) also gives
+    ``latency_ms_p50_paired`` = its latency ratio x ``baseline_latency_ms`` (the baseline's
+    p50 measured at setup): the candidate's latency on the baseline's time base, which is
+    what the search compares, because the ratio from one window does not drift with the
+    board's load as two readings minutes apart do. ``latency_ms_p50`` stays the raw reading.
+    """
+    paired: dict[str, Any] = {}
+    if m.latency_ratio is not None and baseline_latency_ms:
+        paired = {
+            "latency_ms_p50_paired": m.latency_ratio * baseline_latency_ms,
+            "latency_ratio": m.latency_ratio,
+            "latency_ratio_ci95": list(m.latency_ratio_ci95 or ()),
+            "reference_latency_ms_p50": m.reference_latency_ms_p50,
+        }
     return {
+        **paired,
         "accuracy": built.accuracy,
         "latency_ms_p50": m.latency_ms_p50,
         "latency_ms_mean": m.latency_ms_mean,
@@ -97,6 +118,7 @@ class EvalContext:
     teacher_logits: Any = None  # torch.Tensor: the model's logits on x_train, for fine-tunes
     host_device: Any = "cpu"  # torch.device of the fine-tune (hadmc.host_compute)
     passes: tuple[Any, ...] | None = None  # CompressionPass list; None = the registry
+    reference: ArtifactSpec | None = None  # the baseline artifact, when candidates are paired
 
 
 @dataclass
@@ -151,7 +173,7 @@ class CandidateEvaluator:
         """Measure; the device client already retries with backoff. On a failure a fresh local
         agent can fix (it died), restart it once and try again."""
         try:
-            return self.device.measure(spec, self.ctx.options)
+            return self.device.measure(spec, self.ctx.options, reference=self.ctx.reference)
         except DeviceError as exc:
             if self.reopen_device is None or exc.code not in RESTARTABLE:
                 raise
@@ -207,7 +229,7 @@ class CandidateEvaluator:
                 artifact_path=str(spec.path),
             )
         update_bytes = delta_bytes(chunk_file(spec.path), ctx.baseline_manifest)
-        metrics = metrics_of(built, m, update_bytes)
+        metrics = metrics_of(built, m, update_bytes, ctx.baseline.latency_ms)
         obj = Objectives.from_metrics(metrics)
         rb = compute_reward(obj, ctx.baseline, ctx.reward_config)
         metrics["feasible"] = rb.feasible

@@ -29,7 +29,7 @@ from hadmc.search.pareto import ParetoArchive
 from hadmc.search.reward import Objectives, RewardConfig
 from hadmc.surrogate.accuracy import SENSITIVITY_KEEPS
 from host.search_config import SearchConfig
-from host.search_eval import CandidateEvaluator, EvalContext
+from host.search_eval import CandidateEvaluator, EvalContext, artifact_spec, metrics_of
 from host.store import ResultsStore
 from host.strategies import Proposal
 from host.user_model import load_model_and_data, near_chance
@@ -105,8 +105,6 @@ class SearchRun:
         )
         stored = self.store.run_info()["baseline"]
         if stored is None:
-            from host.search_eval import artifact_spec, metrics_of
-
             m = device.measure(artifact_spec(baseline_built, args.runtime), options)
             # update_bytes 0: the baseline is what is deployed, updating to it sends nothing.
             stored = metrics_of(baseline_built, m, update_bytes=0)
@@ -163,6 +161,9 @@ class SearchRun:
             else None,
             passes=self.passes,
             host_device=self.host_device,
+            reference=artifact_spec(baseline_built, args.runtime)
+            if cfg.paired_latency == "on"
+            else None,
         )
         reopen = None
         if args.device is None:

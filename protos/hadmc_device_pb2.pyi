@@ -220,7 +220,7 @@ class TensorSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[DataType, str]] = ...) -> None: ...
 
 class ProfileRequest(_message.Message):
-    __slots__ = ("model", "format", "runtime", "inputs", "threads", "warmup_runs", "warmup_min_seconds", "min_runs", "min_seconds", "max_seconds", "read_power", "target", "provider_options", "timeout_seconds")
+    __slots__ = ("model", "format", "runtime", "inputs", "threads", "warmup_runs", "warmup_min_seconds", "min_runs", "min_seconds", "max_seconds", "read_power", "target", "provider_options", "timeout_seconds", "reference")
     class ProviderOptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -242,6 +242,7 @@ class ProfileRequest(_message.Message):
     TARGET_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
     model: ModelManifest
     format: ModelFormat
     runtime: Runtime
@@ -256,7 +257,8 @@ class ProfileRequest(_message.Message):
     target: str
     provider_options: _containers.ScalarMap[str, str]
     timeout_seconds: float
-    def __init__(self, model: _Optional[_Union[ModelManifest, _Mapping]] = ..., format: _Optional[_Union[ModelFormat, str]] = ..., runtime: _Optional[_Union[Runtime, str]] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., threads: _Optional[int] = ..., warmup_runs: _Optional[int] = ..., warmup_min_seconds: _Optional[float] = ..., min_runs: _Optional[int] = ..., min_seconds: _Optional[float] = ..., max_seconds: _Optional[float] = ..., read_power: _Optional[bool] = ..., target: _Optional[str] = ..., provider_options: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+    reference: ModelManifest
+    def __init__(self, model: _Optional[_Union[ModelManifest, _Mapping]] = ..., format: _Optional[_Union[ModelFormat, str]] = ..., runtime: _Optional[_Union[Runtime, str]] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., threads: _Optional[int] = ..., warmup_runs: _Optional[int] = ..., warmup_min_seconds: _Optional[float] = ..., min_runs: _Optional[int] = ..., min_seconds: _Optional[float] = ..., max_seconds: _Optional[float] = ..., read_power: _Optional[bool] = ..., target: _Optional[str] = ..., provider_options: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., reference: _Optional[_Union[ModelManifest, _Mapping]] = ...) -> None: ...
 
 class LatencyStats(_message.Message):
     __slots__ = ("n", "min_ms", "p50_ms", "mean_ms", "std_ms", "p90_ms", "p99_ms", "max_ms", "cv")
@@ -349,7 +351,7 @@ class Provenance(_message.Message):
     def __init__(self, agent_version: _Optional[str] = ..., hostname: _Optional[str] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., threads: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., cpu_governor: _Optional[str] = ..., cpu_temperature_c: _Optional[float] = ..., queue_wait_seconds: _Optional[float] = ..., window_start_unix: _Optional[float] = ..., window_end_unix: _Optional[float] = ..., execution_provider: _Optional[str] = ..., target: _Optional[str] = ..., provider_options: _Optional[_Mapping[str, str]] = ..., nodes_per_provider: _Optional[_Mapping[str, int]] = ..., cpu_fallback_fraction: _Optional[float] = ...) -> None: ...
 
 class ProfileResult(_message.Message):
-    __slots__ = ("model_sha256", "load_ms", "first_inference_ms", "warmup_runs", "latency", "peak_memory_bytes", "peak_memory_method", "power", "provenance", "warmup_ms")
+    __slots__ = ("model_sha256", "load_ms", "first_inference_ms", "warmup_runs", "latency", "peak_memory_bytes", "peak_memory_method", "power", "provenance", "warmup_ms", "reference_latency", "latency_ratio", "latency_ratio_ci95_low", "latency_ratio_ci95_high", "pair_blocks")
     MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     LOAD_MS_FIELD_NUMBER: _ClassVar[int]
     FIRST_INFERENCE_MS_FIELD_NUMBER: _ClassVar[int]
@@ -360,6 +362,11 @@ class ProfileResult(_message.Message):
     POWER_FIELD_NUMBER: _ClassVar[int]
     PROVENANCE_FIELD_NUMBER: _ClassVar[int]
     WARMUP_MS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_LATENCY_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_RATIO_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_RATIO_CI95_LOW_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_RATIO_CI95_HIGH_FIELD_NUMBER: _ClassVar[int]
+    PAIR_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     model_sha256: str
     load_ms: float
     first_inference_ms: float
@@ -370,7 +377,12 @@ class ProfileResult(_message.Message):
     power: PowerResult
     provenance: Provenance
     warmup_ms: float
-    def __init__(self, model_sha256: _Optional[str] = ..., load_ms: _Optional[float] = ..., first_inference_ms: _Optional[float] = ..., warmup_runs: _Optional[int] = ..., latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., peak_memory_bytes: _Optional[int] = ..., peak_memory_method: _Optional[str] = ..., power: _Optional[_Union[PowerResult, _Mapping]] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ..., warmup_ms: _Optional[float] = ...) -> None: ...
+    reference_latency: LatencyStats
+    latency_ratio: float
+    latency_ratio_ci95_low: float
+    latency_ratio_ci95_high: float
+    pair_blocks: int
+    def __init__(self, model_sha256: _Optional[str] = ..., load_ms: _Optional[float] = ..., first_inference_ms: _Optional[float] = ..., warmup_runs: _Optional[int] = ..., latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., peak_memory_bytes: _Optional[int] = ..., peak_memory_method: _Optional[str] = ..., power: _Optional[_Union[PowerResult, _Mapping]] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ..., warmup_ms: _Optional[float] = ..., reference_latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., latency_ratio: _Optional[float] = ..., latency_ratio_ci95_low: _Optional[float] = ..., latency_ratio_ci95_high: _Optional[float] = ..., pair_blocks: _Optional[int] = ...) -> None: ...
 
 class ProfileError(_message.Message):
     __slots__ = ("code", "message", "missing_sha256", "missing_count")

@@ -102,6 +102,11 @@ def _check_outputs(out: Path, n_episodes: int) -> list:
     return rows
 
 
+def _check_baseline_ms(out: Path) -> float:
+    with ResultsStore(out) as store:
+        return float(store.run_info()["baseline"]["latency_ms_p50"])
+
+
 def test_search_local_agent_end_to_end(
     user_files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -119,6 +124,17 @@ def test_search_local_agent_end_to_end(
     assert all(r.metrics["predicted"]["predicted"] is True for r in rows)
     assert summary["measured"] == sum(r.status == "measured" for r in rows)
     assert rows[0].metrics["source"] == "device"
+    # Candidates are timed paired with the baseline (the default): the objective is the
+    # ratio from that window on the baseline's time base, and the report says so.
+    base_ms = _check_baseline_ms(out)
+    for r in (r for r in rows if r.status == "measured"):
+        m = r.metrics
+        assert m["latency_ms_p50_paired"] == pytest.approx(m["latency_ratio"] * base_ms)
+        assert r.objectives["latency_ms"] == pytest.approx(m["latency_ms_p50_paired"])
+        lo, hi = m["latency_ratio_ci95"]
+        assert lo <= m["latency_ratio"] <= hi
+    report = json.loads((out / "report.json").read_text())
+    assert {f["latency_timing"] for f in report["pareto_front"]} == {"paired"}
     # A real int8 choice shows up as an int8/mixed artifact that is smaller than fp32.
     for r in rows:
         if r.status == "measured" and all(p == "int8" for p in r.actions["quantization"]):

@@ -74,6 +74,11 @@ class Measurement:
     device: str  # "127.0.0.1:50051", "local", "sim:raspberry-pi-4"
     upload_bytes: int = 0  # bytes sent for this artifact (0 when fully cached)
     provenance: dict[str, Any] = field(default_factory=dict)
+    # A paired measurement (``Device.measure(..., reference=...)``): the reference's p50 from
+    # the same window, and latency_ms_p50 / that, with a 95 % interval. None when unpaired.
+    reference_latency_ms_p50: float | None = None
+    latency_ratio: float | None = None
+    latency_ratio_ci95: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,8 +125,18 @@ class Device(ABC):
         """True when the device answers and is serving."""
 
     @abstractmethod
-    def measure(self, artifact: ArtifactSpec, options: MeasureOptions) -> Measurement:
-        """Measure ``artifact``; raises ``DeviceError`` on failure."""
+    def measure(
+        self,
+        artifact: ArtifactSpec,
+        options: MeasureOptions,
+        reference: ArtifactSpec | None = None,
+    ) -> Measurement:
+        """Measure ``artifact``; raises ``DeviceError`` on failure.
+
+        With ``reference`` (same format, runtime and inputs; typically the baseline), both
+        are timed in one window, interleaved, and ``latency_ratio`` says how much faster
+        ``artifact`` is with the board's drift cancelled (``device_agent.measure.run_paired``).
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook, most devices hold nothing
         """Release connections or processes."""

@@ -147,7 +147,14 @@ class SimulatedDevice(Device):
             "bound": "compute" if compute_s >= memory_s else "memory",
         }
 
-    def measure(self, artifact: ArtifactSpec, options: MeasureOptions) -> Measurement:
+    def measure(
+        self,
+        artifact: ArtifactSpec,
+        options: MeasureOptions,
+        reference: ArtifactSpec | None = None,
+    ) -> Measurement:
+        """The estimate; with ``reference`` the ratio of the two estimates (there is no drift
+        to cancel in a model, so pairing changes nothing but the fields it fills)."""
         accel = options.target.split(":", 1)[-1] if options.target else ""
         if accel not in ("", "cpu", "xnnpack"):
             raise DeviceError(
@@ -157,7 +164,17 @@ class SimulatedDevice(Device):
         est = self.estimate(artifact, options.threads)
         lat = est["latency_ms"]
         p = self.profile
+        paired: dict[str, Any] = {}
+        if reference is not None:
+            ref_ms = self.estimate(reference, options.threads)["latency_ms"]
+            ratio = lat / ref_ms
+            paired = {
+                "reference_latency_ms_p50": ref_ms,
+                "latency_ratio": ratio,
+                "latency_ratio_ci95": (ratio, ratio),
+            }
         return Measurement(
+            **paired,
             latency_ms_p50=lat,
             latency_ms_mean=lat,
             latency_ms_min=lat,

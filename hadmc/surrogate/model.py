@@ -98,7 +98,7 @@ class Surrogate:
     def observe(self, joint: JointAction, metrics: dict[str, Any]) -> None:
         """A real candidate: record the prospective error, then refit both models."""
         f = self.structure.features(joint.keep_ratios, joint.precisions)
-        lat = float(metrics["latency_ms_p50"])
+        lat = Objectives.from_metrics(metrics).latency_ms  # the paired figure when there is one
         acc = float(metrics["accuracy"])
         x = self._proxy_x(joint, f)
         if self.latency.n_measurements - 1 >= MIN_FIT_FOR_ERRORS:
