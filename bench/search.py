@@ -17,6 +17,9 @@ Scoring, all on the HELD-OUT test split (selection inside each search used valid
 - ``collapsed_measured``: measured candidates at or below half the baseline's accuracy;
 - ``latency_mape`` (prospective: predicted before each measurement) and ``proxy_spearman``.
 
+With paired latency (the search's default) a candidate's latency is re-scored as its ratio to
+the baseline, timed in the same window, x the common baseline's p50.
+
     python bench/search.py                      # 3 seeds x 6 strategies x 32 measurements
     python bench/search.py --seeds 2 --budget 16 --finetune-steps 10    # a smaller run
 
@@ -75,9 +78,14 @@ def measured_rows(run_dir: str) -> list[dict]:
     return [{"id": i, "objectives": json.loads(o), "metrics": json.loads(m)} for i, o, m in rows]
 
 
-def _test_objectives(row: dict, test_acc: float | None = None) -> dict:
+def _test_objectives(row: dict, common_latency_ms: float) -> dict:
+    """The row's objectives with test accuracy; a paired row's latency re-based on the common
+    baseline (its ratio from one window x the common p50), so that a run whose one baseline
+    reading was slow does not scale all its candidates."""
     o = dict(row["objectives"])
-    o["accuracy"] = row["metrics"]["test_accuracy"] if test_acc is None else test_acc
+    o["accuracy"] = row["metrics"]["test_accuracy"]
+    if row["metrics"].get("latency_ratio") is not None:
+        o["latency_ms"] = row["metrics"]["latency_ratio"] * common_latency_ms
     return o
 
 
@@ -89,7 +97,7 @@ def score_run(run: dict, common: dict) -> dict:
     base = dict(common, accuracy=run["baseline"]["test_accuracy"])
     archive = ParetoArchive(Objectives.from_dict(base))
     for r in rows:
-        archive.add(r["id"], Objectives.from_dict(_test_objectives(r)))
+        archive.add(r["id"], Objectives.from_dict(_test_objectives(r, common["latency_ms"])))
     curve = [h for _, _, h in archive.history]
     curve += [curve[-1] if curve else 0.0] * (run["budget"] - len(curve))
     b_test, b_lat = run["baseline"]["test_accuracy"], run["baseline"]["latency_ms"]
