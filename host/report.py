@@ -281,6 +281,8 @@ def build(run_dir: str | Path) -> dict[str, Any]:
         "run_dir": str(run_dir.resolve()),
         "simulated": simulated,
         "run": {"config": config},
+        # Coupled channel groups the pruning head never saw (hadmc.compress.pruning), and why.
+        "unprunable_groups": config.get("unprunable_groups", []),
         "device": info["device"],
         "baseline": {
             "metrics": info["baseline"],

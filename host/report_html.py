@@ -254,9 +254,22 @@ def _baseline(report: Mapping[str, Any]) -> str:
         ("MACs", _fmt(m.get("macs"), ",")),
         ("precision", m.get("precision") or "-"),
         ("source", m.get("source") or "-"),
+        ("layer groups", _groups_cell(report)),
     ]
     # A key the search did not record is left out rather than shown as a row of dashes.
     return _table(["", ""], [(k, v) for k, v in rows if v.strip() not in ("", "-")], "kv")
+
+
+def _groups_cell(report: Mapping[str, Any]) -> str:
+    """Prunable groups, and the ones left unpruned with their reasons."""
+    cfg = report["run"]["config"]
+    n, skipped = cfg.get("layer_groups"), report.get("unprunable_groups") or []
+    if n is None:
+        return "-"
+    text = f"{n} pruned by the search"
+    if skipped:
+        text += "; left unpruned: " + "; ".join(f"{g['name']} ({g['reason']})" for g in skipped)
+    return text
 
 
 def _candidates(report: Mapping[str, Any]) -> str:

@@ -4,6 +4,7 @@ artifacts, best model, report, table, JSON summary) are ``host.search_outputs``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -13,7 +14,7 @@ from typing import Any
 
 from hadmc.compress.distill import teacher_logits_for
 from hadmc.compress.passes.quantization_pass import RUNTIME_PRECISIONS
-from hadmc.compress.pruning import find_layer_groups
+from hadmc.compress.pruning import find_layer_groups, unprunable_groups
 from hadmc.compress.registry import CompressionPass, resolve_passes
 from hadmc.device.chunking import chunk_file
 from hadmc.device.hal import Device
@@ -32,7 +33,7 @@ from host.search_config import SearchConfig
 from host.search_eval import CandidateEvaluator, EvalContext, artifact_spec, metrics_of
 from host.store import ResultsStore
 from host.strategies import Proposal
-from host.user_model import load_model_and_data, near_chance
+from host.user_model import UserModelError, load_model_and_data, near_chance
 
 # Validation images the per-group sensitivity table is measured on (see _sensitivity_table).
 SENSITIVITY_IMAGES = 1024
@@ -93,6 +94,19 @@ class SearchRun:
             ))  # fmt: skip
         example = example_input_for(self.data.input_shape)
         self.groups = find_layer_groups(self.model, example)
+        self.unprunable = [dataclasses.asdict(g) for g in unprunable_groups(self.model, example)]
+        if self.unprunable:
+            self._say(
+                f"setup: {len(self.unprunable)} layer group(s) stay unpruned, outside the "
+                "pruning head: "
+                + "; ".join(f"{g['name']} ({g['reason']})" for g in self.unprunable)
+            )
+        if not self.groups:
+            raise UserModelError(
+                "no layer group of this model can be pruned safely"
+                + (f" ({self.unprunable[0]['reason']})" if self.unprunable else "")
+                + "; the search needs at least one: see docs/user-models.md"
+            )
         self.model_hash = model_hash(self.model)
         self.store = ResultsStore(run_dir)
         self.limits = cfg.limits
@@ -110,7 +124,8 @@ class SearchRun:
             stored = metrics_of(baseline_built, m, update_bytes=0)
             self.store.set_run(
                 {**json.loads(cfg.to_json()), "model_label": self.model_label,
-                 "model_hash": self.model_hash},  # fmt: skip  (no token: to_json drops it)
+                 "model_hash": self.model_hash, "layer_groups": len(self.groups),
+                 "unprunable_groups": self.unprunable},  # fmt: skip  (no token: to_json drops it)
                 baseline=stored,
                 device=device_info,
             )

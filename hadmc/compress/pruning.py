@@ -5,7 +5,16 @@ A *layer group* is a set of output channels that must be removed together: torch
 depthwise conv (and that conv's BN), with the input channels of every consumer, and across
 residual additions. Each group gets one keep-ratio; the kept count is rounded to a multiple
 of ``round_to`` and the lowest-magnitude channels (``GroupMagnitudeImportance``, L2 over the
-whole group) are removed. The classifier's output (the class logits) is never pruned.
+whole group) are removed. The classifier's output (the class logits) is never pruned: the
+classifier is the conv or linear layer that runs *last* (a squeeze-excite block's Linear comes
+earlier, and an all-conv net's 1x1 head is found the same way).
+
+A group that cannot be pruned safely stays unpruned. Before a model's groups are offered,
+each one is pruned alone on a copy (at keep 0.5 and at the smallest keep ratio) and the copy
+is run: a group whose pruning raises (torch-pruning cannot follow a ``chunk`` or a channel
+shuffle, say) or changes the output's shape is left out of the list, and so out of the
+pruning head, and named with its reason by ``unprunable_groups``. ``prune_model`` checks the
+whole pruned model the same way, so a combination that breaks fails as one clear error.
 """
 
 from __future__ import annotations
@@ -42,19 +51,26 @@ class LayerGroup:
     position: float  # index / max(1, n - 1)
 
 
-def _classifier(model: nn.Module) -> nn.Module:
-    """The last Linear (or, for all-conv nets, the last conv) in registration order."""
-    last: nn.Module | None = None
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            last = m
-    if last is None:
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                last = m
-    if last is None:
+# Keep ratios a group is tried at before it is offered (``_unsafe_reasons``): the middle and
+# the smallest of the pruning head's choices (``passes.pruning_pass.KEEP_RATIOS``), since
+# rounding to a multiple of 8 or of a grouped conv's groups can break at one and not another.
+SAFETY_KEEPS = (0.5, 0.3)
+
+
+@dataclass(frozen=True)
+class UnprunableGroup:
+    """A coupled channel group left unpruned, and why."""
+
+    name: str
+    module_names: tuple[str, ...]
+    reason: str
+
+
+def _classifier(order: dict[nn.Module, int]) -> nn.Module:
+    """The conv or linear layer that runs last in the forward pass (``_forward_trace``)."""
+    if not order:
         raise PruningError("model has no Linear or Conv2d layer")
-    return last
+    return max(order, key=order.__getitem__)
 
 
 def _forward_trace(model: nn.Module, example_input: torch.Tensor) -> tuple[dict, dict]:
@@ -101,17 +117,27 @@ def _build_graph(model: nn.Module, example_input: torch.Tensor) -> tp.Dependency
             p.requires_grad_(flag)
 
 
+RawGroup = tuple[nn.Module, list[nn.Module], list[nn.Module]]
+
+
 def _raw_groups(
     model: nn.Module, example_input: torch.Tensor
-) -> tuple[
-    tp.DependencyGraph, list[tuple[nn.Module, list[nn.Module], list[nn.Module]]], dict, dict
-]:
-    """(graph, [(root, out-channel convs/linears in forward order, all out-channel modules)])."""
+) -> tuple[tp.DependencyGraph, list[RawGroup], dict, dict]:
+    """(graph, [(root, out-channel convs/linears in forward order, all out-channel modules)],
+    forward order, MACs) of the groups that can be pruned safely (``_unsafe_reasons``)."""
+    dg, raw, order, macs = _all_raw_groups(model, example_input)
+    reasons = _unsafe_reasons(model, example_input, len(raw))
+    return dg, [r for r, why in zip(raw, reasons, strict=True) if why is None], order, macs
+
+
+def _all_raw_groups(
+    model: nn.Module, example_input: torch.Tensor
+) -> tuple[tp.DependencyGraph, list[RawGroup], dict, dict]:
     dg = _build_graph(model, example_input)
     order, macs = _forward_trace(model, example_input)
     raw = []
     for group in dg.get_all_groups(
-        ignored_layers=[_classifier(model)], root_module_types=[nn.Conv2d, nn.Linear]
+        ignored_layers=[_classifier(order)], root_module_types=[nn.Conv2d, nn.Linear]
     ):
         out_mods: list[nn.Module] = []
         for dep, _ in group:
@@ -126,6 +152,63 @@ def _raw_groups(
             raw.append((layers[0], layers, out_mods))
     raw.sort(key=lambda r: order[r[0]])
     return dg, raw, order, macs
+
+
+_SAFETY_CACHE: dict[tuple, list[str | None]] = {}
+
+
+def _signature(model: nn.Module, example_input: torch.Tensor) -> tuple:
+    """What the safety check depends on: the class, every module's type and parameter
+    shapes, the input shape (a pruned copy has other shapes, so it is checked on its own)."""
+    mods = tuple(
+        (n, type(m).__name__, tuple(tuple(p.shape) for p in m.parameters(recurse=False)))
+        for n, m in model.named_modules()
+    )
+    return (type(model).__qualname__, mods, tuple(example_input.shape))
+
+
+def _unsafe_reasons(model: nn.Module, example_input: torch.Tensor, n: int) -> list[str | None]:
+    """Per group of ``_all_raw_groups``: None when pruning it alone, at every keep of
+    ``SAFETY_KEEPS``, runs and keeps the output's shape; else the reason. Cached per model
+    structure (the search prunes the same structure once per candidate)."""
+    key = _signature(model, example_input)
+    if key in _SAFETY_CACHE:
+        return _SAFETY_CACHE[key]
+    with torch.no_grad():
+        want = tuple(model.eval()(example_input).shape)
+    reasons: list[str | None] = []
+    for i in range(n):
+        why = None
+        for keep in SAFETY_KEEPS:
+            copy_ = copy.deepcopy(model).eval()
+            try:
+                dg, raw, _, _ = _all_raw_groups(copy_, example_input)
+                _prune_groups(dg, [raw[i]], [keep], 8)
+                with torch.no_grad():
+                    got = tuple(copy_(example_input).shape)
+            except Exception as exc:  # noqa: BLE001 - any failure means "not safe"
+                why = f"pruning it fails ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+                break
+            if got != want:
+                why = f"pruning it changes the output shape from {want} to {got}"
+                break
+        reasons.append(why)
+    if len(_SAFETY_CACHE) > 64:  # bounded: one entry per distinct structure seen
+        _SAFETY_CACHE.clear()
+    _SAFETY_CACHE[key] = reasons
+    return reasons
+
+
+def unprunable_groups(model: nn.Module, example_input: torch.Tensor) -> list[UnprunableGroup]:
+    """The coupled channel groups ``find_layer_groups`` leaves out, each with its reason."""
+    names = {m: n for n, m in model.named_modules()}
+    _, raw, _, _ = _all_raw_groups(model, example_input)
+    reasons = _unsafe_reasons(model, example_input, len(raw))
+    return [
+        UnprunableGroup(names[root], tuple(names[m] for m in layers), why)
+        for (root, layers, _), why in zip(raw, reasons, strict=True)
+        if why is not None
+    ]
 
 
 def _out_channels(m: nn.Module) -> int:
@@ -170,8 +253,10 @@ def group_modules(
 ) -> tuple[list[list[nn.Module]], nn.Module]:
     """Per group (forward order) every module whose output channels are in it (convs, BNs),
     and the classifier. Used to pick a fine-tuning scope of "the last k groups"."""
-    _, raw, _, _ = _raw_groups(model, example_input)
-    return [list(out_mods) for _, _, out_mods in raw], _classifier(model)
+    # Every coupled group, safe to prune or not: this only picks what a fine-tune trains, and
+    # it runs on pruned students, whose structures the safety check has not seen.
+    _, raw, order, _ = _all_raw_groups(model, example_input)
+    return [list(out_mods) for _, _, out_mods in raw], _classifier(order)
 
 
 def kept_channels(channels: int, keep_ratio: float, round_to: int = 8) -> int:
@@ -211,23 +296,66 @@ def prune_model(
         if not math.isfinite(r):
             raise PruningError(f"keep ratios must be finite, got {r}")
         kept_channels(8, r)  # validates the range
+    with torch.no_grad():
+        want = tuple(model.eval()(example_input).shape)
+    try:
+        _prune_groups(dg, raw, ratios, round_to)
+        with torch.no_grad():
+            got = tuple(pruned(example_input).shape)
+    except Exception as exc:  # noqa: BLE001 - torch-pruning / forward errors of many types
+        raise PruningError(
+            f"this combination of keep ratios could not be applied ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:120]}); each group alone passed the safety check"
+        ) from exc
+    if got != want:
+        raise PruningError(f"pruning changed the output shape from {want} to {got}")
+    return pruned
+
+
+def _prune_groups(
+    dg: tp.DependencyGraph, raw: Sequence[RawGroup], ratios: Sequence[float], round_to: int
+) -> None:
     importance = tp.importance.GroupMagnitudeImportance(p=2)
     plans = []
     # Score every group on the unpruned weights first, so the result does not depend on
     # the order in which groups are pruned.
     for (root, _, _), ratio in zip(raw, ratios, strict=True):
         channels = _out_channels(root)
-        n_keep = kept_channels(channels, ratio, round_to)
-        if n_keep >= channels:
-            continue
         fn = dg.get_pruner_of_module(root).prune_out_channels
         group = dg.get_pruning_group(root, fn, list(range(channels)))
+        blocks = _conv_groups(group)
+        if channels % blocks:
+            continue  # cannot split evenly: the safety check names it
+        n_keep = kept_channels(channels, ratio, math.lcm(round_to, blocks))
+        n_keep = max(blocks, n_keep - n_keep % blocks)
+        if n_keep >= channels:
+            continue
         scores = importance(group)
-        drop = torch.argsort(scores, stable=True)[: channels - n_keep]
-        plans.append((root, fn, sorted(int(i) for i in drop)))
+        plans.append((root, fn, _lowest(scores, channels - n_keep, blocks)))
     for root, fn, idxs in plans:
         dg.get_pruning_group(root, fn, idxs).prune()
-    return pruned
+
+
+def _conv_groups(group: tp.Group) -> int:
+    """How many equal blocks the group's channels fall into: a grouped conv (1 < groups,
+    not depthwise) in the group, on either side, splits its channels into ``groups`` blocks,
+    and pruning must take as many channels from every block (else torch-pruning indexes past
+    a block and fails); depthwise convs prune channel by channel and impose nothing."""
+    blocks = 1
+    for dep, _ in group:
+        m = dep.target.module
+        if isinstance(m, nn.Conv2d) and 1 < m.groups and not m.groups == m.in_channels:
+            blocks = math.lcm(blocks, m.groups)
+    return blocks
+
+
+def _lowest(scores: torch.Tensor, n_drop: int, blocks: int) -> list[int]:
+    """The ``n_drop`` lowest-scoring channels, the same number from each of ``blocks``
+    contiguous blocks."""
+    per = scores.numel() // blocks
+    rows = scores.reshape(blocks, per)
+    drop = torch.argsort(rows, dim=1, stable=True)[:, : n_drop // blocks]
+    return sorted(int(b * per + i) for b in range(blocks) for i in drop[b])
 
 
 def count_macs_params(model: nn.Module, example_input: torch.Tensor) -> tuple[int, int]:
