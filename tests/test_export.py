@@ -246,3 +246,49 @@ def test_tflite_int8_is_full_integer_and_accurate(trained, example, onnx_artifac
     acc_fp32 = evaluate_artifact(onnx_artifacts["fp32"], x_test, y_test)
     acc_int8 = evaluate_artifact(int8, x_test, y_test)
     assert acc_int8 >= acc_fp32 - 0.01
+
+
+class _IteratedBlocks(nn.Module):
+    """Blocks in a ModuleList the model iterates itself (EfficientNet does): the list is never
+    called, so the exporter writes no scope for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()) for _ in range(3)
+        )
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.fc(x.mean((2, 3)))
+
+
+def test_float_module_inside_an_iterated_container_stays_float(tmp_path):
+    torch.manual_seed(0)
+    model = _IteratedBlocks().eval()
+    example = torch.randn(1, 1, 16, 16)
+    calib = np.random.default_rng(0).standard_normal((16, 1, 16, 16)).astype(np.float32)
+    r = export_onnx(
+        model, tmp_path / "m.onnx", example, precision="int8", calib_x=calib,
+        float_modules=["blocks.1.0"],
+    )  # fmt: skip
+    assert r.precision == "mixed"
+    graph = onnx.load(str(r.path)).graph
+    assert [n for n in graph.node if n.name.startswith("/blocks.1/")]  # no "/blocks/" level
+    # The float block's conv reads a dequantized weight; the other blocks' convs do too in
+    # QDQ form, so check by the node set: the float conv has no QuantizeLinear feeding it.
+    producers = {o: n for n in graph.node for o in n.output}
+    convs = {n.name: n for n in graph.node if n.op_type == "Conv"}
+    fed_by_q = {
+        name: any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear"
+                  and producers[producers[i].input[0]].op_type == "QuantizeLinear"
+                  if producers[i].input[0] in producers else False
+                  for i in n.input[:1] if i in producers)
+        for name, n in convs.items()
+    }  # fmt: skip
+    assert fed_by_q["/blocks.1/blocks.1.0/Conv"] is False
+    assert fed_by_q["/blocks.0/blocks.0.0/Conv"] is True

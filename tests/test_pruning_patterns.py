@@ -248,3 +248,23 @@ def test_search_names_the_unpruned_group_in_setup_and_report(tmp_path: Path, cap
     assert [g["name"] for g in report["unprunable_groups"]] == ["a.0"]
     assert report["run"]["config"]["layer_groups"] == 1
     assert "left unpruned: a.0" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize("pattern", ["grouped_and_depthwise", "squeeze_excite_conv_gate"])
+def test_prune_steps_equal_prune_model_at_every_keep(pattern: str) -> None:
+    from hadmc.compress.pruning import prune_steps
+
+    net = _init(PATTERNS[pattern]())
+    n = len(find_layer_groups(net, X))
+    keeps = (0.75, 0.5, 0.3)
+    for i in range(n):
+        for keep, stepped in zip(keeps, prune_steps(net, i, keeps, X), strict=True):
+            ratios = [1.0] * n
+            ratios[i] = keep
+            direct = prune_model(net, ratios, X).state_dict()
+            got = stepped.state_dict()
+            assert direct.keys() == got.keys()
+            for k, v in direct.items():
+                assert torch.equal(v, got[k]), (i, keep, k)
+    with pytest.raises(ValueError, match="decrease"):
+        next(prune_steps(net, 0, (0.3, 0.5), X))

@@ -181,12 +181,35 @@ def module_scope(module_name: str) -> str:
     return "/" + "/".join(comps) + "/"
 
 
+def _called_within(node_scopes: Sequence[str], module_scopes: Sequence[str]) -> bool:
+    """Whether a node whose scope path is ``node_scopes`` ran inside the module whose full
+    ancestor path is ``module_scopes`` (``module_scope`` split): the exporter only writes a
+    scope for a module that was *called*, and a container a model iterates over itself
+    (``for block in self._blocks``: EfficientNet) is never called, so the node's path is the
+    module's with some ancestors missing. It ran inside the module when a prefix of its path
+    ends with the module's own scope and the rest of that prefix is, in order, a subset of
+    the module's ancestors."""
+    own, ancestors = module_scopes[-1], list(module_scopes[:-1])
+    for j, comp in enumerate(node_scopes):
+        if comp != own:
+            continue
+        it = iter(ancestors)
+        if all(any(c == a for a in it) for c in node_scopes[:j]):  # ordered subsequence
+            return True
+    return False
+
+
 def nodes_of_modules(graph: onnx.GraphProto, module_names: Sequence[str]) -> list[str]:
     """ONNX node names that belong to any of the torch modules; error if one matches none."""
     names: list[str] = []
     for mod in module_names:
         prefix = module_scope(mod)
-        hits = [n.name for n in graph.node if n.name.startswith(prefix)]
+        scopes = prefix.strip("/").split("/")
+        hits = [
+            n.name
+            for n in graph.node
+            if n.name.startswith(prefix) or _called_within(n.name.split("/")[1:-1], scopes)
+        ]
         if not hits:
             raise ExportError(
                 f"float module {mod!r} matches no ONNX node (expected names under {prefix!r})"

@@ -10,7 +10,7 @@ classifier is the conv or linear layer that runs *last* (a squeeze-excite block'
 earlier, and an all-conv net's 1x1 head is found the same way).
 
 A group that cannot be pruned safely stays unpruned. Before a model's groups are offered,
-each one is pruned alone on a copy (at keep 0.5 and at the smallest keep ratio) and the copy
+each one is pruned alone on a copy (at the smallest keep ratio, 0.3) and the copy
 is run: a group whose pruning raises (torch-pruning cannot follow a ``chunk`` or a channel
 shuffle, say) or changes the output's shape is left out of the list, and so out of the
 pruning head, and named with its reason by ``unprunable_groups``. ``prune_model`` checks the
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -51,10 +51,11 @@ class LayerGroup:
     position: float  # index / max(1, n - 1)
 
 
-# Keep ratios a group is tried at before it is offered (``_unsafe_reasons``): the middle and
-# the smallest of the pruning head's choices (``passes.pruning_pass.KEEP_RATIOS``), since
-# rounding to a multiple of 8 or of a grouped conv's groups can break at one and not another.
-SAFETY_KEEPS = (0.5, 0.3)
+# Keep ratios a group is tried at before it is offered (``_unsafe_reasons``): the smallest of
+# the pruning head's choices (``passes.pruning_pass.KEEP_RATIOS``). What breaks torch-pruning
+# is structural (a split or shuffle it cannot follow), not the count; the one count rule, a
+# grouped conv's equal blocks, ``_prune_groups`` meets by construction (``_lowest``).
+SAFETY_KEEPS = (0.3,)
 
 
 @dataclass(frozen=True)
@@ -312,6 +313,49 @@ def prune_model(
     return pruned
 
 
+def prune_steps(
+    model: nn.Module,
+    group_index: int,
+    keeps: Sequence[float],
+    example_input: torch.Tensor,
+    *,
+    round_to: int = 8,
+) -> Iterator[nn.Module]:
+    """One group of ``find_layer_groups(model)`` pruned to each of ``keeps`` (decreasing) in
+    turn, on one copy and one dependency graph: what the sensitivity table needs, at a third
+    of the graph builds of a ``prune_model`` per keep. The same model comes back at every
+    step, pruned further, so use it before asking for the next (it must be on the CPU then).
+    Each step equals ``prune_model`` with that keep at that group: channels are ranked once,
+    on the unpruned model, and each step drops the next of that ranking."""
+    if list(keeps) != sorted(keeps, reverse=True):
+        raise PruningError(f"keeps must decrease, got {list(keeps)}")
+    pruned = copy.deepcopy(model).eval()
+    dg, raw, _, _ = _raw_groups(pruned, example_input)
+    root = raw[group_index][0]
+    full = _out_channels(root)
+    fn = dg.get_pruner_of_module(root).prune_out_channels
+    group = dg.get_pruning_group(root, fn, list(range(full)))
+    blocks = _conv_groups(group)
+    scores = tp.importance.GroupMagnitudeImportance(p=2)(group)
+    alive = list(range(full))  # original indices of the channels left, in their order
+    for keep in keeps:
+        n_keep = _n_keep(full, float(keep), round_to, blocks)
+        if n_keep is not None and n_keep < len(alive):
+            gone = set(_lowest(scores, full - n_keep, blocks))
+            dg.get_pruning_group(root, fn, [i for i, c in enumerate(alive) if c in gone]).prune()
+            alive = [c for c in alive if c not in gone]
+        yield pruned
+
+
+def _n_keep(channels: int, ratio: float, round_to: int, blocks: int) -> int | None:
+    """Channels kept, a multiple of the group's conv ``blocks``; None when they cannot be
+    split evenly (the safety check names such a group)."""
+    if channels % blocks:
+        return None
+    n_keep = kept_channels(channels, ratio, math.lcm(round_to, blocks))
+    return max(blocks, n_keep - n_keep % blocks)
+
+
 def _prune_groups(
     dg: tp.DependencyGraph, raw: Sequence[RawGroup], ratios: Sequence[float], round_to: int
 ) -> None:
@@ -324,11 +368,8 @@ def _prune_groups(
         fn = dg.get_pruner_of_module(root).prune_out_channels
         group = dg.get_pruning_group(root, fn, list(range(channels)))
         blocks = _conv_groups(group)
-        if channels % blocks:
-            continue  # cannot split evenly: the safety check names it
-        n_keep = kept_channels(channels, ratio, math.lcm(round_to, blocks))
-        n_keep = max(blocks, n_keep - n_keep % blocks)
-        if n_keep >= channels:
+        n_keep = _n_keep(channels, ratio, round_to, blocks)
+        if n_keep is None or n_keep >= channels:
             continue
         scores = importance(group)
         plans.append((root, fn, _lowest(scores, channels - n_keep, blocks)))

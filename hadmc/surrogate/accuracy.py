@@ -75,20 +75,21 @@ def measure_sensitivity_table(
 ) -> list[list[float]]:
     """Accuracy drop (fraction, >= 0) per group per keep ratio, BN re-estimated, no fine-tune.
     Pruning traces on the CPU; re-estimation and evaluation run on ``device``."""
-    from hadmc.compress.pruning import prune_model
+    from hadmc.compress.pruning import prune_steps
     from hadmc.models import evaluate_accuracy
     from hadmc.models.train import recalibrate_bn
 
     base = evaluate_accuracy(model, x_val, y_val)
+    order = sorted(range(len(keeps)), key=lambda j: -keeps[j])  # prune_steps: decreasing
     table = []
     for i in range(len(groups)):
-        row = []
-        for k in keeps:
-            ratios = [1.0] * len(groups)
-            ratios[i] = float(k)
-            pruned = prune_model(model, ratios, example_input).to(device)
+        row = [0.0] * len(keeps)
+        steps = prune_steps(model, i, [float(keeps[j]) for j in order], example_input)
+        for j, pruned in zip(order, steps, strict=True):
+            pruned.to(device)
             recalibrate_bn(pruned, x_calib)
-            row.append(max(0.0, base - evaluate_accuracy(pruned, x_val, y_val)))
+            row[j] = max(0.0, base - evaluate_accuracy(pruned, x_val, y_val))
+            pruned.to("cpu")  # the next step prunes on the CPU
         table.append(row)
     return table
 
