@@ -54,6 +54,7 @@ class Row:
     n_runs: int = 0
     speedup_vs_fp32: float = float("nan")
     notes: str = ""
+    model: str = "demo"  # or a third-party architecture (bench/third_party.py)
     latencies_ns: list[int] = field(default_factory=list, repr=False)
 
 
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     results: dict[str, ExportResult] = {}
 
-    def add(name, model, keep, fmt="onnx", precision="fp32", note="", **kw) -> None:
+    def add(name, model, keep, fmt="onnx", precision="fp32", note="", model_name="demo", **kw):
         t0 = time.perf_counter()
         path = work / f"{name.replace(' ', '_').replace('+', '_')}.{fmt}"
         export = export_onnx if fmt == "onnx" else export_tflite
@@ -153,7 +154,8 @@ def run(args: argparse.Namespace) -> list[Row]:
         runtime = "onnxruntime" if fmt == "onnx" else "litert"
         results[name] = res
         rows.append(
-            Row(name, runtime, res.precision, keep, acc, res.size_bytes, macs, params, notes=note)
+            Row(name, runtime, res.precision, keep, acc, res.size_bytes, macs, params, notes=note,
+                model=model_name)
         )
         print(f"  {name:<24} acc {acc:6.2f}%  {res.size_bytes / 1024:8.1f} KB  "
               f"(export+eval {time.perf_counter() - t0:.1f} s)", flush=True)  # fmt: skip
@@ -194,6 +196,14 @@ def run(args: argparse.Namespace) -> list[Row]:
         student, keep, note = students[name]
         add(f"tflite {name}+int8", student, keep, fmt="tflite", precision="int8", note=note)
 
+    if args.third_party:
+        import third_party
+
+        print("third-party architectures (bench/third_party.py)", flush=True)
+        third_party.add_rows(
+            add, _prune_and_distill, data, example, args.third_party_epochs, epochs
+        )
+
     print(f"timing {len(rows)} variants: batch 1, 1 thread, {args.runs} runs each, "
           f"{args.rounds} interleaved rounds", flush=True)  # fmt: skip
     torch.set_num_threads(1)
@@ -208,16 +218,16 @@ def run(args: argparse.Namespace) -> list[Row]:
         r.latency_ms_p50 = float(np.percentile(ms, 50))
         r.latency_ms_p90 = float(np.percentile(ms, 90))
         r.latency_ms_min, r.n_runs, r.latencies_ns = float(ms.min()), len(ms), lat[r.name]
-    base: dict[str, Row] = {}
-    for r in rows:  # the first unpruned fp32 row of each runtime ("fp32", "tflite fp32")
+    base: dict[tuple[str, str], Row] = {}
+    for r in rows:  # the first unpruned fp32 row of each model and runtime ("fp32", ...)
         if r.precision == "fp32" and r.keep_ratio == 1.0:
-            base.setdefault(r.runtime, r)
+            base.setdefault((r.model, r.runtime), r)
     for r in rows:
-        r.speedup_vs_fp32 = base[r.runtime].latency_ms_p50 / r.latency_ms_p50
+        r.speedup_vs_fp32 = base[r.model, r.runtime].latency_ms_p50 / r.latency_ms_p50
     return rows
 
 
-def _print_table(rows: list[Row], acc_fp32: float) -> None:
+def _print_table(rows: list[Row]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -243,7 +253,7 @@ def _print_table(rows: list[Row], acc_fp32: float) -> None:
             r.precision,
             f"{r.keep_ratio:.2f}",
             f"{r.accuracy_pct:.2f}",
-            f"{r.accuracy_pct - acc_fp32:+.2f}",
+            f"{r.accuracy_pct - _fp32_accuracy(rows, r.model):+.2f}",
             f"{r.size_bytes / 1024:.1f}",
             f"{r.macs / 1e6:.2f}" if r.macs else "-",
             f"{r.latency_ms_p50:.3f}",
@@ -277,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-tflite", action="store_true", help="skip LiteRT rows (conversions are slow)"
     )
+    p.add_argument("--third-party", action="store_true",
+                   help="add EfficientNet-B0 and MONAI DenseNet rows (bench/third_party.py)")
+    p.add_argument("--third-party-epochs", type=int, default=15,
+                   help="training epochs of each third-party net on the digits (default 15)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--weights", type=Path, default=None,
                    help="state dict for the demo architecture instead of load_demo's weights")  # fmt: skip
@@ -288,12 +302,13 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.time()
     rows = run(args)
-    acc_fp32 = next(r.accuracy_pct for r in rows if r.name == "fp32")
-    _print_table(rows, acc_fp32)
+    acc_fp32 = _fp32_accuracy(rows, "demo")
+    _print_table(rows)
     target = [
         r
         for r in rows
         if r.runtime == "onnxruntime"
+        and r.model == "demo"
         and r.keep_ratio < 1.0
         and "int8" in r.name
         and r.speedup_vs_fp32 >= 2.5
@@ -342,6 +357,16 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
+
+
+def _fp32_accuracy(rows: list[Row], model: str) -> float:
+    """The model's own unpruned fp32 ONNX row: what its Δacc is against."""
+    return next(
+        r.accuracy_pct
+        for r in rows
+        if r.model == model and r.runtime == "onnxruntime" and r.precision == "fp32"
+        and r.keep_ratio == 1.0
+    )  # fmt: skip
 
 
 def _cpu_name() -> str:
