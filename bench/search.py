@@ -180,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         runs = [r for part in cfg.from_partial for r in json.loads(part.read_text())]
         done = {r["bench_strategy"] for r in runs}
         cfg.seeds = len({r["seed"] for r in runs})
-        return report(runs, [s for s in strategies if s in done], cfg)
+        cfg.budget = max(r["budget"] for r in runs)  # the title's figures come from the runs
+        cfg.finetune_steps = _run_config(runs[0]).get("finetune_steps", cfg.finetune_steps)
+        chosen = [s for s in strategies if s in done]
+        return report([r for r in runs if r["bench_strategy"] in chosen], chosen, cfg)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     runs: list[dict] = []
     partial = cfg.results_dir / "search.partial.json"
@@ -196,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{strategy:17s} seed {seed}: {s['measured']} measured, HV {s['hypervolume']:.3f},"
                   f" {s['wall_s']:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
     return report(runs, strategies, cfg)
+
+
+def _run_config(run: dict) -> dict:
+    path = Path(run["run_dir"]) / "run_config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def report(runs: list[dict], strategies: list[str], cfg: argparse.Namespace) -> int:
