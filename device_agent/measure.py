@@ -116,20 +116,27 @@ def _ns_to_ms(ns: int) -> float:
     return ns / 1e6
 
 
+def _warm_up(calls: tuple[Any, ...], budget: Budget, timing: Timing) -> None:
+    """Run ``calls`` in turn (one warm-up run) until >= warmup_runs and >= warmup_min_seconds,
+    never past max_seconds; records the count and the phase's wall time in ``timing``."""
+    t_warm = time.perf_counter()
+    end, hard_end = t_warm + budget.warmup_min_seconds, t_warm + budget.max_seconds
+    while timing.warmup_runs < budget.warmup_runs or time.perf_counter() < end:
+        if time.perf_counter() >= hard_end:
+            break
+        for fn in calls:
+            fn()
+        timing.warmup_runs += 1
+    timing.warmup_ms = (time.perf_counter() - t_warm) * 1000
+
+
 def run_budget(call: Any, budget: Budget, timing: Timing, on_window: Any = None) -> None:
     """First inference, warm-up, then timed runs of ``call()``; ``on_window(start|stop)``
     brackets exactly the timed runs (power meter)."""
     t = time.perf_counter_ns()
     call()
     timing.first_inference_ms = _ns_to_ms(time.perf_counter_ns() - t)
-    t_warm = time.perf_counter()
-    end, hard_end = t_warm + budget.warmup_min_seconds, t_warm + budget.max_seconds
-    while timing.warmup_runs < budget.warmup_runs or time.perf_counter() < end:
-        if time.perf_counter() >= hard_end:
-            break
-        call()
-        timing.warmup_runs += 1
-    timing.warmup_ms = (time.perf_counter() - t_warm) * 1000
+    _warm_up((call,), budget, timing)
     lat = timing.latencies_ms
     if on_window:
         on_window("start")
@@ -175,15 +182,7 @@ def run_paired(call: Any, ref_call: Any, budget: Budget, timing: Timing, ref: Pa
     t = time.perf_counter_ns()
     ref_call()
     ref.first_inference_ms = _ns_to_ms(time.perf_counter_ns() - t)
-    t_warm = time.perf_counter()
-    end, hard_end = t_warm + budget.warmup_min_seconds, t_warm + budget.max_seconds
-    while timing.warmup_runs < budget.warmup_runs or time.perf_counter() < end:
-        if time.perf_counter() >= hard_end:
-            break
-        call()
-        ref_call()
-        timing.warmup_runs += 1
-    timing.warmup_ms = (time.perf_counter() - t_warm) * 1000
+    _warm_up((call, ref_call), budget, timing)
     timed = PAIR_BLOCK_RUNS - 1
     timing.window_start_unix = time.time()
     start = time.perf_counter()
