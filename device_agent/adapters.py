@@ -23,15 +23,13 @@ import numpy as np
 
 from device_agent import measure as m
 from device_agent import runtimes
-from protos import hadmc_device_pb2 as pb
-from protos import runtimes as runtime_table
 
 
 class RuntimeAdapter:
     name = ""
 
     def probe(self) -> runtimes.RuntimeStatus:
-        return runtimes.detect(pb.Runtime.Value(runtime_table.row(self.name).wire))
+        return runtimes.detect(self.name)
 
     def load(self) -> None:
         """Import the runtime (ImportError when it is missing)."""

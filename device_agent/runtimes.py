@@ -18,13 +18,14 @@ from protos import runtimes as runtime_table
 
 @dataclass(frozen=True)
 class RuntimeSpec:
-    """A runtime the agent knows: its wire enum, import name, distributions, formats."""
+    """A runtime the agent knows: its table name, wire enums, import name, distributions."""
 
-    runtime: int
-    name: str  # provenance label
+    name: str  # the runtime table's name: what travels (runtime_name) and provenance says
+    runtime: int  # its Runtime enum value, for clients older than runtime_name; 0 if none
     module: str
     distributions: tuple[str, ...]
-    formats: tuple[int, ...]
+    formats: tuple[int, ...]  # ModelFormat enum values; empty for a runtime newer than them
+    format: str  # the table's format word ("onnx", "tflite"): what security checks by
 
 
 @dataclass
@@ -36,19 +37,35 @@ class RuntimeStatus:
     formats: tuple[int, ...] = field(default_factory=tuple)
 
 
-# Built from the runtime table shared with the host (protos.runtimes), keyed by wire enum.
-RUNTIMES: dict[int, RuntimeSpec] = {
-    pb.Runtime.Value(r.wire): RuntimeSpec(
-        pb.Runtime.Value(r.wire),
+def _enum(enum: object, name: str) -> int:
+    return enum.Value(name) if name else 0  # type: ignore[attr-defined]
+
+
+# Built from the runtime table shared with the host (protos.runtimes), keyed by name.
+RUNTIMES: dict[str, RuntimeSpec] = {
+    r.name: RuntimeSpec(
         r.name,
+        _enum(pb.Runtime, r.wire),
         r.module,
         r.distributions,
-        (pb.ModelFormat.Value(r.format_wire),),
+        (_enum(pb.ModelFormat, r.format_wire),) if r.format_wire else (),
+        r.format,
     )
     for r in runtime_table.TABLE
 }
+_BY_ENUM = {spec.runtime: name for name, spec in RUNTIMES.items() if spec.runtime}
 
-FORMAT_OF_RUNTIME = {k: spec.formats[0] for k, spec in RUNTIMES.items()}
+
+def requested(runtime_name: str, runtime: int) -> str | None:
+    """The runtime a request names: ``runtime_name`` when set (a client since that field),
+    else the name of the ``runtime`` enum (an older client); None when neither is known or
+    the two disagree."""
+    by_enum = _BY_ENUM.get(runtime) if runtime else None
+    if runtime_name:
+        if runtime_name not in RUNTIMES or (runtime and by_enum != runtime_name):
+            return None
+        return runtime_name
+    return by_enum
 
 
 def _find(module: str) -> str | None:
@@ -69,8 +86,8 @@ def _version(dists: tuple[str, ...]) -> str:
     return ""
 
 
-def detect(runtime: int) -> RuntimeStatus:
-    spec = RUNTIMES[runtime]
+def detect(name: str) -> RuntimeStatus:
+    spec = RUNTIMES[name]
     reason = _find(spec.module)
     if reason is not None:
         return RuntimeStatus(spec, False, "", reason, spec.formats)

@@ -189,6 +189,7 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
         for st in runtimes.detect_all():
             info.runtimes.add(
                 runtime=st.spec.runtime,
+                name=st.spec.name,
                 available=st.available,
                 version=st.version,
                 unavailable_reason=st.unavailable_reason,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from device_agent.errors import AgentError
 from protos import hadmc_device_pb2 as pb
+from protos import runtimes as runtime_table
 
 _INT = re.compile(r"\d{1,6}")
 _BOOL = re.compile(r"[01]|true|false|True|False")
@@ -103,9 +104,16 @@ _TABLE = [
     Target("litert:xnnpack", "litert", "", ("fp32", "int8")),
     Target("litert:gpu", "litert", "libtensorflowlite_gpu_delegate.so", ("fp32", "fp16")),
 ]
+DEFAULT_ACCELERATOR = runtime_table.DEFAULT_ACCELERATOR
+# A runtime of the table with no row above still runs on its default target (its CPU path,
+# no provider options), so a new runtime needs no edit here.
+_TABLE += [
+    Target(f"{r.name}:{r.default_accelerator}", r.name, "", r.precisions)
+    for r in runtime_table.TABLE
+    if f"{r.name}:{r.default_accelerator}" not in {t.name for t in _TABLE}
+]
 TARGETS: dict[str, Target] = {t.name: t for t in _TABLE}
 MAX_OPTIONS = 16
-DEFAULT_ACCELERATOR = {"onnxruntime": "cpu", "litert": "xnnpack"}
 
 
 def resolve(target: str, runtime: str) -> Target:
@@ -208,4 +216,10 @@ def probe_in_worker() -> dict[str, tuple[bool, str]]:
                 out[t.name] = (False, f"{t.backend} does not load: {str(exc)[:120]}")
     except ImportError as exc:
         out.update({t.name: (False, str(exc)) for t in _TABLE if t.runtime == "litert"})
+    from device_agent import runtimes
+
+    for t in _TABLE:  # a runtime with no probe above: its default target, if it imports
+        if t.name not in out:
+            st = runtimes.detect(t.runtime)
+            out[t.name] = (st.available, st.version if st.available else st.unavailable_reason)
     return out

@@ -40,18 +40,26 @@ class Limits:
 
 def check_request(
     req: pb.ProfileRequest, limits: Limits
-) -> tuple[runtimes.RuntimeStatus, int, targets.Target]:
-    """The runtime's status, the model format and the execution target, or AgentError
-    naming the bad field."""
-    if req.runtime not in runtimes.RUNTIMES:
-        raise AgentError(pb.INVALID_REQUEST, f"unknown runtime {req.runtime}")
-    if req.format and req.format not in pb.ModelFormat.values():
-        raise AgentError(pb.INVALID_REQUEST, f"unknown model format {req.format}")
-    fmt = req.format or runtimes.FORMAT_OF_RUNTIME[req.runtime]
-    if fmt != runtimes.FORMAT_OF_RUNTIME[req.runtime]:
+) -> tuple[runtimes.RuntimeStatus, str, targets.Target]:
+    """The runtime's status, its model format (the table's word) and the execution target,
+    or AgentError naming the bad field."""
+    runtime = runtimes.requested(req.runtime_name, req.runtime)
+    if runtime is None:
+        asked = f"{req.runtime_name!r}" if req.runtime_name else f"{req.runtime}"
+        if req.runtime_name and req.runtime:
+            asked += f" with runtime enum {req.runtime}"
         raise AgentError(
             pb.INVALID_REQUEST,
-            f"{pb.Runtime.Name(req.runtime)} does not run {pb.ModelFormat.Name(fmt)} models",
+            f"unknown runtime {asked}; this agent runs {', '.join(sorted(runtimes.RUNTIMES))}",
+        )
+    known = runtimes.RUNTIMES[runtime]
+    if req.format and req.format not in pb.ModelFormat.values():
+        raise AgentError(pb.INVALID_REQUEST, f"unknown model format {req.format}")
+    # The format follows from the runtime; a client that also sends one must agree.
+    if req.format and req.format not in known.formats:
+        raise AgentError(
+            pb.INVALID_REQUEST,
+            f"{runtime} does not run {pb.ModelFormat.Name(req.format)} models",
         )
     _check_manifest(req.model, limits, "model")
     if req.HasField("reference"):
@@ -83,15 +91,15 @@ def check_request(
             pb.TOO_LARGE,
             f"inputs of {total} B in all over the agent's {limits.max_input_bytes} B limit",
         )
-    target = targets.resolve(req.target, runtimes.RUNTIMES[req.runtime].name)
+    target = targets.resolve(req.target, runtime)
     targets.check_options(target, dict(req.provider_options))
-    status = runtimes.detect(req.runtime)
+    status = runtimes.detect(runtime)
     if not status.available:
         raise AgentError(
             pb.RUNTIME_UNAVAILABLE,
             f"{status.spec.name} is not available on this board: {status.unavailable_reason}",
         )
-    return status, fmt, target
+    return status, known.format, target
 
 
 def _check_manifest(manifest: pb.ModelManifest, limits: Limits, what: str) -> None:

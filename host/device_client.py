@@ -52,9 +52,14 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
 # Slowest upload rate assumed when sizing the UploadChunks deadline.
 MIN_UPLOAD_BYTES_PER_S = 256 * 1024
 
-# Wire enums, derived from the shared runtime table (protos.runtimes).
-FORMATS = {r.format: pb.ModelFormat.Value(r.format_wire) for r in runtime_table.TABLE}
-RUNTIMES = {r.name: pb.Runtime.Value(r.wire) for r in runtime_table.TABLE}
+# Wire enums, derived from the shared runtime table (protos.runtimes). A runtime travels by
+# name (ProfileRequest.runtime_name); the enums are sent too, for agents older than that
+# field, and are 0 for a runtime newer than them.
+FORMATS = {
+    r.format: pb.ModelFormat.Value(r.format_wire) if r.format_wire else 0
+    for r in runtime_table.TABLE
+}
+RUNTIMES = {r.name: pb.Runtime.Value(r.wire) if r.wire else 0 for r in runtime_table.TABLE}
 DTYPES = {name: pb.DataType.Value(name.upper()) for name in runtime_table.DTYPE_BYTES}
 
 # gRPC status -> (DeviceError code, retryable). UNAVAILABLE with a ProfileError
@@ -212,6 +217,7 @@ class RemoteDevice(Device):
             model=_manifest_msg(manifest),
             format=fmt,
             runtime=runtime,
+            runtime_name=artifact.runtime,
             inputs=inputs,
             threads=options.threads,
             warmup_runs=options.warmup_runs,
@@ -332,12 +338,12 @@ def _validate(artifact: ArtifactSpec) -> tuple[int, int, list[pb.TensorSpec]]:
         raise FileNotFoundError(f"artifact not found: {path}")
     if artifact.format not in FORMATS:
         raise DeviceError(
-            "invalid_model", f"unknown format {artifact.format!r}; use onnx or tflite"
+            "invalid_model", f"unknown format {artifact.format!r}; use {' or '.join(FORMATS)}"
         )
     if artifact.runtime not in RUNTIMES:
         raise DeviceError(
             "runtime_unavailable",
-            f"unknown runtime {artifact.runtime!r}; use onnxruntime or litert",
+            f"unknown runtime {artifact.runtime!r}; use {' or '.join(RUNTIMES)}",
         )
     if artifact.input_dtype not in DTYPES:
         raise DeviceError("invalid_model", f"unsupported input dtype {artifact.input_dtype!r}")

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from host.errors import UsageError
-
-DEFAULT_ACCELERATOR = {"onnxruntime": "cpu", "litert": "xnnpack"}
+from protos.runtimes import DEFAULT_ACCELERATOR  # noqa: F401  (re-exported for host.cli)
 
 
 def parse_target(target: str | None, runtime: str) -> str:

@@ -53,7 +53,8 @@ def device_info_to_dict(m: pb.DeviceInfo, address: str) -> dict[str, Any]:
         "python_version": m.python_version,
         "runtimes": [
             {
-                "runtime": pb.Runtime.Name(r.runtime).lower(),
+                # By name; an agent older than RuntimeInfo.name lists the enum only.
+                "runtime": r.name or pb.Runtime.Name(r.runtime).lower(),
                 "available": r.available,
                 "version": r.version,
                 "unavailable_reason": r.unavailable_reason,

@@ -76,18 +76,20 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class RuntimeInfo(_message.Message):
-    __slots__ = ("runtime", "available", "version", "unavailable_reason", "formats")
+    __slots__ = ("runtime", "available", "version", "unavailable_reason", "formats", "name")
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
     FORMATS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     runtime: Runtime
     available: bool
     version: str
     unavailable_reason: str
     formats: _containers.RepeatedScalarFieldContainer[ModelFormat]
-    def __init__(self, runtime: _Optional[_Union[Runtime, str]] = ..., available: _Optional[bool] = ..., version: _Optional[str] = ..., unavailable_reason: _Optional[str] = ..., formats: _Optional[_Iterable[_Union[ModelFormat, str]]] = ...) -> None: ...
+    name: str
+    def __init__(self, runtime: _Optional[_Union[Runtime, str]] = ..., available: _Optional[bool] = ..., version: _Optional[str] = ..., unavailable_reason: _Optional[str] = ..., formats: _Optional[_Iterable[_Union[ModelFormat, str]]] = ..., name: _Optional[str] = ...) -> None: ...
 
 class TargetInfo(_message.Message):
     __slots__ = ("target", "available", "detail", "precisions", "options")
@@ -220,7 +222,7 @@ class TensorSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[DataType, str]] = ...) -> None: ...
 
 class ProfileRequest(_message.Message):
-    __slots__ = ("model", "format", "runtime", "inputs", "threads", "warmup_runs", "warmup_min_seconds", "min_runs", "min_seconds", "max_seconds", "read_power", "target", "provider_options", "timeout_seconds", "reference")
+    __slots__ = ("model", "format", "runtime", "inputs", "threads", "warmup_runs", "warmup_min_seconds", "min_runs", "min_seconds", "max_seconds", "read_power", "target", "runtime_name", "provider_options", "timeout_seconds", "reference")
     class ProviderOptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -240,6 +242,7 @@ class ProfileRequest(_message.Message):
     MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
     READ_POWER_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_NAME_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
@@ -255,10 +258,11 @@ class ProfileRequest(_message.Message):
     max_seconds: float
     read_power: bool
     target: str
+    runtime_name: str
     provider_options: _containers.ScalarMap[str, str]
     timeout_seconds: float
     reference: ModelManifest
-    def __init__(self, model: _Optional[_Union[ModelManifest, _Mapping]] = ..., format: _Optional[_Union[ModelFormat, str]] = ..., runtime: _Optional[_Union[Runtime, str]] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., threads: _Optional[int] = ..., warmup_runs: _Optional[int] = ..., warmup_min_seconds: _Optional[float] = ..., min_runs: _Optional[int] = ..., min_seconds: _Optional[float] = ..., max_seconds: _Optional[float] = ..., read_power: _Optional[bool] = ..., target: _Optional[str] = ..., provider_options: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., reference: _Optional[_Union[ModelManifest, _Mapping]] = ...) -> None: ...
+    def __init__(self, model: _Optional[_Union[ModelManifest, _Mapping]] = ..., format: _Optional[_Union[ModelFormat, str]] = ..., runtime: _Optional[_Union[Runtime, str]] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., threads: _Optional[int] = ..., warmup_runs: _Optional[int] = ..., warmup_min_seconds: _Optional[float] = ..., min_runs: _Optional[int] = ..., min_seconds: _Optional[float] = ..., max_seconds: _Optional[float] = ..., read_power: _Optional[bool] = ..., target: _Optional[str] = ..., runtime_name: _Optional[str] = ..., provider_options: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., reference: _Optional[_Union[ModelManifest, _Mapping]] = ...) -> None: ...
 
 class LatencyStats(_message.Message):
     __slots__ = ("n", "min_ms", "p50_ms", "mean_ms", "std_ms", "p90_ms", "p99_ms", "max_ms", "cv")

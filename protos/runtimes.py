@@ -8,9 +8,12 @@ offer (``hadmc.compress.passes.quantization_pass``), the CLI's ``--runtime`` cho
 suffix a ``profile`` file is recognised by (``host.fleet``), and the board's runtime probe
 (``device_agent.runtimes``).
 
-A new runtime is a row here, its enum values in ``hadmc_device.proto`` (``Runtime``,
-``ModelFormat``), an exporter on the host and a ``measure`` branch on the board (see
-docs/architecture.md, "Adding a runtime").
+A new runtime is a row here, an exporter on the host (``hadmc.compress.export``) and an
+adapter on the board (``device_agent.adapters``); see docs/architecture.md, "Adding a
+runtime". It needs no proto change: a runtime travels by its ``name`` (``ProfileRequest.
+runtime_name``, ``RuntimeInfo.name``). The ``Runtime`` / ``ModelFormat`` enum names of the rows
+that have them are kept for agents older than those fields; a new row leaves ``wire`` and
+``format_wire`` empty.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class RuntimeRow:
     name: str  # what the CLI, the store and provenance call it
-    wire: str  # its ``Runtime`` enum name in hadmc_device.proto
+    wire: str  # its ``Runtime`` enum name in hadmc_device.proto; "" for a runtime newer than it
     format: str  # artifact format (CLI / store word)
-    format_wire: str  # its ``ModelFormat`` enum name
+    format_wire: str  # its ``ModelFormat`` enum name; "" likewise
     extension: str  # artifact file extension, without the dot
     # Precisions whose kernels the runtime executes on a CPU (why fp16 is absent: see
     # quantization_pass). The quantization head offers exactly these.
@@ -33,6 +36,9 @@ class RuntimeRow:
     per_group_precision: bool
     module: str  # what the board imports to run it (probed with find_spec, never imported)
     distributions: tuple[str, ...]  # pip distributions that provide ``module`` (for versions)
+    # The accelerator of its default target "<name>:<accelerator>" (a request with no target).
+    # A row with no target in device_agent.targets gets this one, with no provider options.
+    default_accelerator: str = "cpu"
 
 
 TABLE: tuple[RuntimeRow, ...] = (
@@ -57,6 +63,7 @@ TABLE: tuple[RuntimeRow, ...] = (
         per_group_precision=False,
         module="ai_edge_litert.interpreter",
         distributions=("ai-edge-litert",),
+        default_accelerator="xnnpack",  # LiteRT's CPU path is its built-in XNNPACK delegate
     ),
 )
 
@@ -69,6 +76,7 @@ DTYPE_BYTES: dict[str, int] = {
 BY_NAME: dict[str, RuntimeRow] = {r.name: r for r in TABLE}
 RUNTIME_NAMES: tuple[str, ...] = tuple(BY_NAME)
 BY_EXTENSION: dict[str, RuntimeRow] = {r.extension: r for r in TABLE}
+DEFAULT_ACCELERATOR: dict[str, str] = {r.name: r.default_accelerator for r in TABLE}
 
 
 def row(name: str) -> RuntimeRow:

@@ -115,6 +115,18 @@ def test_measure_real_model_then_second_upload_sends_nothing(agent: LocalAgent, 
         assert again.provenance["model_sha256"] == m.provenance["model_sha256"]
 
 
+def test_the_runtime_travels_by_name_alone(agent: LocalAgent, tiny, monkeypatch) -> None:
+    """What a runtime newer than the proto's enums does: no Runtime / ModelFormat value, only
+    ProfileRequest.runtime_name. The agent runs it (an old agent would refuse runtime 0)."""
+    import host.device_client as dc
+
+    monkeypatch.setitem(dc.RUNTIMES, "onnxruntime", 0)
+    monkeypatch.setitem(dc.FORMATS, "onnx", 0)
+    with RemoteDevice(agent.address, token=TOKEN) as dev:
+        m = dev.measure(tiny, FAST)
+    assert m.provenance["runtime"] == "onnxruntime" and m.n_runs >= FAST.min_runs
+
+
 def test_wrong_or_missing_token_is_unauthenticated(agent: LocalAgent, tiny) -> None:
     for token in ("wrong", None):
         with RemoteDevice(agent.address, token=token, retries=0) as dev:

@@ -42,10 +42,17 @@ def test_host_mappings_derive_from_the_table() -> None:
 def test_board_mappings_derive_from_the_table() -> None:
     from device_agent import measure, runtimes, validation
 
+    from device_agent import targets
+
     for r in table.TABLE:
-        spec = runtimes.RUNTIMES[pb.Runtime.Value(r.wire)]
+        spec = runtimes.RUNTIMES[r.name]
         assert (spec.name, spec.module, spec.distributions) == (r.name, r.module, r.distributions)
-        assert runtimes.FORMAT_OF_RUNTIME[spec.runtime] == pb.ModelFormat.Value(r.format_wire)
+        assert spec.runtime == pb.Runtime.Value(r.wire)
+        assert spec.formats == (pb.ModelFormat.Value(r.format_wire),)
+        assert spec.format == r.format
+        # Every runtime has its default target, with the table's accelerator.
+        default = targets.resolve("", r.name)
+        assert default.name == f"{r.name}:{r.default_accelerator}" and default.runtime == r.name
     for name, nbytes in table.DTYPE_BYTES.items():
         assert validation.DTYPE_BYTES[name] == nbytes
         assert validation.DTYPE_ENUMS[name] == pb.DataType.Value(name.upper())
@@ -116,3 +123,84 @@ def test_every_runtime_has_a_board_adapter_that_probes_prepares_and_runs(tmp_pat
         assert "no runtime adapter for 'tensorrt'" in str(exc)
     else:
         raise AssertionError("an unknown runtime must be refused")
+
+
+def _request(**kw: object) -> pb.ProfileRequest:
+    manifest = pb.ModelManifest(name="m", sha256="0" * 64, size_bytes=10)
+    return pb.ProfileRequest(model=manifest, **kw)
+
+
+def _limits():
+    from device_agent.validation import Limits
+
+    return Limits(2**20, 2**21, 2**20, 60.0, 10.0)
+
+
+def test_the_runtime_travels_by_name_and_old_clients_by_enum() -> None:
+    from device_agent import validation
+    from device_agent.errors import AgentError
+
+    by_name = validation.check_request(_request(runtime_name="onnxruntime"), _limits())
+    old_client = validation.check_request(_request(runtime=pb.ONNXRUNTIME, format=pb.ONNX), _limits())
+    both = validation.check_request(
+        _request(runtime_name="onnxruntime", runtime=pb.ONNXRUNTIME, format=pb.ONNX), _limits()
+    )
+    for status, fmt, target in (by_name, old_client, both):
+        assert (status.spec.name, fmt, target.name) == ("onnxruntime", "onnx", "onnxruntime:cpu")
+    refused = {
+        "tensorrt": _request(runtime_name="tensorrt"),
+        "disagree": _request(runtime_name="onnxruntime", runtime=pb.LITERT),
+        "format": _request(runtime_name="onnxruntime", format=pb.TFLITE),
+        "nothing": _request(),
+    }
+    for what, req in refused.items():
+        try:
+            validation.check_request(req, _limits())
+        except AgentError as exc:
+            assert exc.code == pb.INVALID_REQUEST, what
+            if what != "format":
+                assert "this agent runs litert, onnxruntime" in exc.message, what
+        else:
+            raise AssertionError(f"{what}: must be refused")
+
+
+def test_a_runtime_newer_than_the_proto_enums_needs_no_proto_change(monkeypatch) -> None:
+    """A row with no wire enum (what a new runtime is) is requested by name alone, is listed
+    in GetInfo by name, and gets its default target: no proto change, no targets edit."""
+    import dataclasses
+    import importlib
+
+    from device_agent import runtimes, targets, validation
+
+    onnx_row = table.row("onnxruntime")
+    # The same module as onnxruntime, so it probes as installed here; a new name and no enums.
+    new = dataclasses.replace(onnx_row, name="newrt", wire="", format_wire="")
+    monkeypatch.setattr(table, "TABLE", (*table.TABLE, new))
+    monkeypatch.setattr(table, "DEFAULT_ACCELERATOR", {**table.DEFAULT_ACCELERATOR, "newrt": "cpu"})
+    try:
+        importlib.reload(runtimes)
+        importlib.reload(targets)
+        importlib.reload(validation)
+        status, fmt, target = validation.check_request(_request(runtime_name="newrt"), _limits())
+        assert (status.spec.name, status.spec.runtime, status.spec.formats) == ("newrt", 0, ())
+        assert status.available and fmt == "onnx" and target.name == "newrt:cpu"
+        info = pb.DeviceInfo()
+        info.runtimes.add(runtime=status.spec.runtime, name=status.spec.name, available=True)
+        from host.wire import device_info_to_dict
+
+        listed = device_info_to_dict(pb.DeviceInfo.FromString(info.SerializeToString()), "x")
+        assert listed["runtimes"][0]["runtime"] == "newrt"  # by name, the enum is 0
+    finally:
+        monkeypatch.undo()
+        for mod in (runtimes, targets, validation):
+            importlib.reload(mod)
+    assert "newrt" not in runtimes.RUNTIMES
+
+
+def test_an_old_agent_listing_enums_only_is_read_by_enum_name() -> None:
+    from host.wire import device_info_to_dict
+
+    info = pb.DeviceInfo()
+    info.runtimes.add(runtime=pb.LITERT, available=True, formats=[pb.TFLITE])  # no name
+    listed = device_info_to_dict(info, "x")["runtimes"][0]
+    assert (listed["runtime"], listed["formats"]) == ("litert", ["tflite"])
