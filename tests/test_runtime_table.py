@@ -40,9 +40,7 @@ def test_host_mappings_derive_from_the_table() -> None:
 
 
 def test_board_mappings_derive_from_the_table() -> None:
-    from device_agent import measure, runtimes, validation
-
-    from device_agent import targets
+    from device_agent import measure, runtimes, targets, validation
 
     for r in table.TABLE:
         spec = runtimes.RUNTIMES[r.name]
