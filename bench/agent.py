@@ -117,7 +117,7 @@ def main() -> int:
             rss.append(psutil.Process(agent.proc.pid).memory_info().rss / 2**20)
             agent.stop()
         out["cold_start_s"] = {"median": statistics.median(cold), "all": cold}
-        out["idle_rss_mb"] = {"median": statistics.median(rss), "all": rss}
+        out["idle_rss_mib"] = {"median": statistics.median(rss), "all": rss}
 
         agent = start_agent(Path(tmp) / "main")
         try:
@@ -157,7 +157,7 @@ def main() -> int:
                         "n": r.latency.n,
                         "p50_ms": r.latency.p50_ms,
                         "cv": r.latency.cv,
-                        "peak_memory_mb": r.peak_memory_bytes / 2**20,
+                        "peak_memory_mib": r.peak_memory_bytes / 2**20,
                     }
                 )
                 if i == 0:
@@ -176,7 +176,7 @@ def main() -> int:
             }
             time.sleep(2.0)
             spare = psutil.Process(agent.proc.pid).children()
-            out["spare_worker_rss_mb"] = sum(c.memory_info().rss for c in spare) / 2**20
+            out["spare_worker_rss_mib"] = sum(c.memory_info().rss for c in spare) / 2**20
         finally:
             agent.stop()
     overhead = statistics.median(overheads)
@@ -209,8 +209,8 @@ def main() -> int:
         ),
         ("small call overhead, p90 (ms)", f"{out['small_calls']['overhead_ms_p90']:.1f}"),
         ("cold start to LISTENING (s)", f"{out['cold_start_s']['median']:.2f}"),
-        ("idle RSS (MB)", f"{out['idle_rss_mb']['median']:.1f}"),
-        ("zygote worker RSS (MB)", f"{out['spare_worker_rss_mb']:.1f}"),
+        ("idle RSS (MiB)", f"{out['idle_rss_mib']['median']:.1f}"),
+        ("zygote worker RSS (MiB)", f"{out['spare_worker_rss_mib']:.1f}"),
         ("full upload (B)", f"{ub['full']}"),
         ("same model again (B)", f"{ub['same_model_again']}"),
         ("one layer changed (B)", f"{ub['one_layer_changed']}"),

@@ -209,7 +209,7 @@ def _run_config(run: dict) -> dict:
 def report(runs: list[dict], strategies: list[str], cfg: argparse.Namespace) -> int:
     """Score ``runs`` (summaries of finished searches) and write search.json / search.png."""
     common = dict(runs[0]["baseline"])
-    for key in ("latency_ms", "memory_mb"):
+    for key in ("latency_ms", "memory_mib"):
         common[key] = float(np.median([r["baseline"][key] for r in runs]))
     scores: dict[str, list[dict]] = {s: [] for s in strategies}
     for r in runs:

@@ -76,9 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path(os.environ.get("HADMC_DEVICE_CACHE", "~/.cache/hadmc-device")).expanduser(),
         help="chunk cache directory",
     )
-    p.add_argument("--cache-mb", type=float, default=1024.0, help="chunk cache capacity (MiB)")
-    p.add_argument("--max-model-mb", type=float, default=512.0, help="largest model (MiB)")
-    p.add_argument("--max-chunk-kb", type=float, default=1024.0, help="largest chunk (KiB)")
+    p.add_argument(
+        "--cache-mib", "--cache-mb", type=float, default=1024.0, help="chunk cache capacity (MiB)"
+    )
+    p.add_argument(
+        "--max-model-mib", "--max-model-mb", type=float, default=512.0, help="largest model (MiB)"
+    )
+    p.add_argument(
+        "--max-chunk-kib", "--max-chunk-kb", type=float, default=1024.0, help="largest chunk (KiB)"
+    )
     p.add_argument(
         "--worker-timeout",
         type=_positive(float),
@@ -86,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker wall-clock limit per Profile (s); a request may ask for less, never more",
     )
     p.add_argument(
+        "--worker-memory-mib",
         "--worker-memory-mb",
         type=_positive(float),
         default=0.0,
@@ -94,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         "than the board has memory)",
     )
     p.add_argument(
+        "--max-input-mib",
         "--max-input-mb",
         type=_positive(float),
         default=256.0,
@@ -122,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-prewarm",
         action="store_true",
         help="no zygote worker: every Profile spawns a fresh worker that imports the runtime "
-        "(saves the zygote's ~50 MB RSS, costs ~0.5 s per call)",
+        "(saves the zygote's ~50 MiB RSS, costs ~0.5 s per call)",
     )
     p.add_argument(
         "--insecure",
@@ -231,17 +239,17 @@ def main(argv: list[str] | None = None) -> int:
     from device_agent.service import AgentConfig
 
     # -1: "the board's RAM, unless a GPU runtime is found" (decided after the probe).
-    worker_memory = int(args.worker_memory_mb * MIB) or -1
+    worker_memory = int(args.worker_memory_mib * MIB) or -1
     config = AgentConfig(
         cache_dir=args.cache_dir,
-        cache_capacity_bytes=int(args.cache_mb * MIB),
-        max_model_bytes=int(args.max_model_mb * MIB),
-        max_chunk_bytes=int(args.max_chunk_kb * 1024),
+        cache_capacity_bytes=int(args.cache_mib * MIB),
+        max_model_bytes=int(args.max_model_mib * MIB),
+        max_chunk_bytes=int(args.max_chunk_kib * 1024),
         worker_timeout_s=args.worker_timeout,
         token_required=bool(args.token),
         sysfs_root=args.sysfs_root,
         prewarm_worker=not args.no_prewarm,
-        max_input_bytes=int(args.max_input_mb * MIB),
+        max_input_bytes=int(args.max_input_mib * MIB),
         worker_memory_bytes=worker_memory,
         max_queued_profiles=args.max_queued,
         max_upload_streams=max(1, args.max_upload_streams),

@@ -313,7 +313,7 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
 
     def _oom_message(self, detail: str) -> str:
         limit = self.config.worker_memory_bytes
-        where = f"its {limit // MIB} MiB limit (--worker-memory-mb)" if limit else "memory"
+        where = f"its {limit // MIB} MiB limit (--worker-memory-mib)" if limit else "memory"
         return f"the measuring worker ran out of {where}: {detail}"
 
     def _result(

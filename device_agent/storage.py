@@ -155,7 +155,7 @@ class ChunkStore:
         raise AgentError(
             pb.DISK_FULL,
             f"the board's disk is full ({self.root}): the chunk cache was emptied and the chunk "
-            "still does not fit; free disk space on the board or lower --cache-mb",
+            "still does not fit; free disk space on the board or lower --cache-mib",
         )
 
     def _touch(self, sha: str) -> None:

@@ -310,7 +310,7 @@ class RemoteDevice(Device):
             n_runs=lat.n,
             load_ms=r.load_ms,
             first_inference_ms=r.first_inference_ms,
-            peak_memory_mb=r.peak_memory_bytes / 2**20,
+            peak_memory_mib=r.peak_memory_bytes / 2**20,
             energy_mj=_opt(power, "energy_per_inference_mj"),
             power_w=_opt(power, "mean_power_w"),
             energy_status=status,

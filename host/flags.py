@@ -18,6 +18,7 @@ RENAMED = {
     "--measure-seconds": "--min-secs",
     "--max-seconds": "--max-secs",
     "--warmup-seconds": "--warmup-min-secs",
+    "--max-memory-mb": "--max-memory-mib",  # it always meant 2**20 bytes
 }
 
 

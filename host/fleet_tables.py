@@ -62,7 +62,7 @@ def _profile_cells(artifact: ArtifactSpec, r: FleetRow) -> list[str]:
         _fmt(m["latency_cv"]),
         "-" if m["n_runs"] is None else str(m["n_runs"]),
         _fmt(m["load_ms"], 1),
-        _fmt(m["peak_memory_mb"], 1),
+        _fmt(m["peak_memory_mib"], 1),
         _energy_text(m),
         "-" if m["upload_bytes"] is None else str(m["upload_bytes"]),
         "[green]ok" if m["source"] == "device" else f"[yellow]{m['source']}",
@@ -93,7 +93,7 @@ def _device_cells(r: FleetRow) -> list[str]:
     if i.get("source") == "simulated":  # SimulatedDevice.info() has its own shape
         return [
             r.label, "simulated", "-", i.get("arch", "-"), i.get("cpu", "-"),
-            str(i.get("cores", "-")), f"- / {i.get('ram_mb', '-')}",
+            str(i.get("cores", "-")), f"- / {i.get('ram_mib', '-')}",
             ", ".join(i.get("runtimes", [])), "cpu (modelled)", "simulated", "-",
         ]  # fmt: skip
     health = "[green]serving" if r.healthy else f"[red]{r.error_code or 'unhealthy'}: {r.error}"

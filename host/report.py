@@ -29,7 +29,7 @@ from hadmc.search.reward import Limits, Objectives
 from host.report_rows import FRONT_COLUMNS, front_table  # noqa: F401 - public names
 from host.store import ResultsStore
 
-REPORT_SCHEMA_VERSION = 2
+REPORT_SCHEMA_VERSION = 3
 PLOTS = ("pareto", "hypervolume", "reward", "actions")
 def _objectives(d: Mapping[str, Any] | None) -> Objectives | None:
     """Objectives from either an objectives dict or a metrics dict; None when incomplete."""
@@ -46,7 +46,7 @@ def _limits(config: Mapping[str, Any]) -> Limits:
     return Limits(
         max_latency_ms=src.get("max_latency_ms"),
         max_accuracy_drop=src.get("max_accuracy_drop"),
-        max_memory_mb=src.get("max_memory_mb"),
+        max_memory_mib=src.get("max_memory_mib"),
     )
 
 
@@ -91,7 +91,7 @@ def versus_baseline(obj: Objectives, base: Objectives | None) -> dict[str, float
     return {
         "speedup": ratio(base.latency_ms, obj.latency_ms),
         "size_ratio": ratio(obj.size_bytes, base.size_bytes),
-        "memory_ratio": ratio(obj.memory_mb, base.memory_mb),
+        "memory_ratio": ratio(obj.memory_mib, base.memory_mib),
         "accuracy_drop_points": 100.0 * (base.accuracy - obj.accuracy),
     }
 
@@ -101,8 +101,8 @@ def limits_met(obj: Objectives, base: Objectives | None, limits: Limits) -> list
     rows = []
     if limits.max_latency_ms is not None:
         rows.append(("max_latency_ms", limits.max_latency_ms, obj.latency_ms))
-    if limits.max_memory_mb is not None:
-        rows.append(("max_memory_mb", limits.max_memory_mb, obj.memory_mb))
+    if limits.max_memory_mib is not None:
+        rows.append(("max_memory_mib", limits.max_memory_mib, obj.memory_mib))
     if limits.max_accuracy_drop is not None and base is not None:
         drop = 100.0 * (base.accuracy - obj.accuracy)
         rows.append(("max_accuracy_drop", limits.max_accuracy_drop, drop))

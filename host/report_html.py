@@ -118,7 +118,7 @@ def _config(s: Mapping[str, Any], long: bool = False) -> str:
 
 LIMIT_TEXT = {
     "max_latency_ms": ("latency p50", "ms"),
-    "max_memory_mb": ("peak memory", "MiB"),
+    "max_memory_mib": ("peak memory", "MiB"),
     "max_accuracy_drop": ("accuracy drop", "pts"),
 }
 
@@ -155,7 +155,7 @@ def headline(report: Mapping[str, Any]) -> str:
         _tile(_fmt(vs.get("accuracy_drop_points"), ".2f", " pts"), "accuracy drop (validation)",
               f"{_pct(o['accuracy'])} vs {_pct(bo.get('accuracy'))}"),
         _tile(_fmt(vs.get("memory_ratio"), ".2f", "×"), "peak memory of baseline",
-              f"{o['memory_mb']:.1f} MiB vs {_fmt(bo.get('memory_mb'), '.1f')} MiB"),
+              f"{o['memory_mib']:.1f} MiB vs {_fmt(bo.get('memory_mib'), '.1f')} MiB"),
     ]  # fmt: skip
     if chosen.get("test_accuracy") is not None:
         detail = _ci(chosen.get("test_accuracy_ci95"), chosen.get("test_n"))
@@ -220,7 +220,7 @@ def _front(report: Mapping[str, Any]) -> str:
         ("size KB", lambda f, r: r["size_kb"], True),
         ("size ratio", lambda f, r: _fmt((f["versus_baseline"] or {}).get("size_ratio"),
                                          ".2f", "×"), True),
-        ("peak mem MiB", lambda f, r: r["peak_memory_mb"], True),
+        ("peak mem MiB", lambda f, r: r["peak_memory_mib"], True),
         ("energy mJ", lambda f, r: r["energy_mj"], True),
         ("reward", lambda f, r: r["reward"], True),
         ("configuration", lambda f, r: _config(f["config_summary"]), False),
@@ -247,7 +247,7 @@ def _baseline(report: Mapping[str, Any]) -> str:
             f"{_pct(b['test_accuracy'])} {_ci(b['test_accuracy_ci95'], b['test_n'])}",
         ),
         ("latency", " · ".join(f"{q} {v:.3f} ms" for q, v in lat if v is not None)),
-        ("peak memory", _fmt(m.get("peak_memory_mb"), ".1f", " MiB")),
+        ("peak memory", _fmt(m.get("peak_memory_mib"), ".1f", " MiB")),
         ("model size", _fmt(m.get("size_bytes") and m["size_bytes"] / 1024, ".1f", " KB")),
         ("energy", "-" if energy is None else f"{energy:.3f} mJ ({m.get('energy_status', '-')})"),
         ("parameters", _fmt(m.get("params"), ",")),
@@ -280,7 +280,7 @@ def _candidates(report: Mapping[str, Any]) -> str:
             c["id"], _kind_cell(c["measurement_kind"]), c["episode"], c["status"],
             _fmt(c["reward"], ".4f"), _fmt(o.get("accuracy") and 100 * o["accuracy"], ".2f"),
             _fmt(o.get("latency_ms"), ".3f"), _fmt(vs.get("speedup"), ".2f", "×"),
-            _fmt(o.get("memory_mb"), ".1f"), _fmt(o.get("size_bytes"), "d"),
+            _fmt(o.get("memory_mib"), ".1f"), _fmt(o.get("size_bytes"), "d"),
             (c["metrics"] or {}).get("energy_status", "-"), _config(c["config_summary"]),
             "yes" if c["on_front"] else "", c["error"] or "",
         ])  # fmt: skip

@@ -34,7 +34,7 @@ def hover_text(c: Mapping[str, Any]) -> str:
         f"latency {_fmt(o['latency_ms'], '.3f', ' ms')},"
         f" speedup {_fmt(vs.get('speedup'), '.2f', '×')}",
         f"size {_fmt(o['size_bytes'] / 1024, '.1f', ' KB')},"
-        f" peak memory {_fmt(o['memory_mb'], '.1f', ' MiB')}",
+        f" peak memory {_fmt(o['memory_mib'], '.1f', ' MiB')}",
         f"mean keep ratio {_fmt(s['mean_keep_ratio'], '.2f')} · precisions {prec}",
         f"distillation T {_fmt(s['temperature'], '.1f')}, alpha {_fmt(s['alpha'], '.2f')}"
         f" · update {s['update'] or '-'}",

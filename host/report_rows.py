@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 FRONT_COLUMNS = (
-    "id", "accuracy_%", "accuracy_drop_pts", "latency_ms_p50", "speedup_x", "peak_memory_mb",
+    "id", "accuracy_%", "accuracy_drop_pts", "latency_ms_p50", "speedup_x", "peak_memory_mib",
     "size_kb", "energy_mj", "update_kb", "reward", "source", "artifact",
 )  # fmt: skip
 
@@ -30,7 +30,7 @@ def front_table(report: Mapping[str, Any], which: str = "pareto_front") -> list[
             "accuracy_drop_pts": _fmt(vs.get("accuracy_drop_points"), ".2f"),
             "latency_ms_p50": _fmt(o["latency_ms"], ".3f"),
             "speedup_x": _fmt(vs.get("speedup"), ".2f"),
-            "peak_memory_mb": _fmt(o["memory_mb"], ".1f"),
+            "peak_memory_mib": _fmt(o["memory_mib"], ".1f"),
             "size_kb": _fmt(o["size_bytes"] / 1024, ".1f"),
             "energy_mj": _fmt(o["energy_mj"], ".3f"),
             "update_kb": _fmt(o["update_bytes"] / 1024, ".1f"),

@@ -42,7 +42,7 @@ from host.search_config import SearchConfig
 
 _RESUMABLE = (
     "model weights data image_size mean std device runtime threads episodes episodes_per_update max_latency_ms "
-    "max_accuracy_drop max_memory_mb strategy surrogate seed finetune_steps measure_runs "
+    "max_accuracy_drop max_memory_mib strategy surrogate seed finetune_steps measure_runs "
     "measure_seconds warmup_seconds"
 ).split()
 

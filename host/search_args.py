@@ -46,7 +46,9 @@ def _floats(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
     if not values or len(values) > 4:
         raise argparse.ArgumentTypeError(f"expected 1 or 3 numbers, got {text!r}")
     return values
@@ -159,7 +161,8 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default {DEFAULT_MAX_ACCURACY_DROP:g}; 'none' lifts it). A candidate over it scores "
         "below every candidate within it, and the chosen model must meet it",
     )
-    a("--max-memory-mb", type=float, help="peak memory limit in MiB (2**20 bytes; default none)")
+    add_flag(parser, "--max-memory-mib", "--max-memory-mb", dest="max_memory_mib", type=float,
+             help="peak memory limit in MiB (2**20 bytes; default none)")  # fmt: skip
     a("--out", help="run directory (default outputs/run-<UTC timestamp>)")
     a(
         "--resume",

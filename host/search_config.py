@@ -19,6 +19,7 @@ from typing import Any
 
 from hadmc.device.hal import MeasureOptions
 from hadmc.search.reward import Limits
+from host.store import renamed_keys  # max_memory_mb: the name before it said MiB
 
 # Fields that are never written to run_config.json: a secret, and how this machine runs.
 NOT_SAVED = ("token", "host_threads", "host_device", "json", "resume", "out")
@@ -45,7 +46,7 @@ class SearchConfig:
     episodes_per_update: int = 4
     max_latency_ms: float | None = None
     max_accuracy_drop: float | None = 1.0
-    max_memory_mb: float | None = None
+    max_memory_mib: float | None = None
     strategy: str = "ppo"
     surrogate: str = "on"
     paired_latency: str = "on"  # candidates timed interleaved with the baseline (--paired-latency)
@@ -71,7 +72,7 @@ class SearchConfig:
     def from_json(cls, text: str, **overrides: Any) -> SearchConfig:
         """A saved run's configuration; keys it lacks keep today's defaults."""
         names = {f.name for f in dataclasses.fields(cls)}
-        saved = {k: v for k, v in json.loads(text).items() if k in names}
+        saved = {k: v for k, v in renamed_keys(json.loads(text)).items() if k in names}
         # Runs saved before --paired-latency existed timed candidates alone: a resumed one
         # keeps doing so, so that its candidates stay comparable with each other.
         saved.setdefault("paired_latency", "off")
@@ -82,7 +83,7 @@ class SearchConfig:
 
     @property
     def limits(self) -> Limits:
-        return Limits(self.max_latency_ms, self.max_accuracy_drop, self.max_memory_mb)
+        return Limits(self.max_latency_ms, self.max_accuracy_drop, self.max_memory_mib)
 
     @property
     def uses_surrogate(self) -> bool:

@@ -78,7 +78,7 @@ def metrics_of(
         "n_runs": m.n_runs,
         "load_ms": m.load_ms,
         "first_inference_ms": m.first_inference_ms,
-        "peak_memory_mb": m.peak_memory_mb,
+        "peak_memory_mib": m.peak_memory_mib,
         "energy_mj": m.energy_mj,
         "energy_status": m.energy_status,
         "energy_source": m.energy_source,

@@ -72,7 +72,7 @@ def summary(run: Any) -> dict[str, Any]:
         "limits": {
             "max_accuracy_drop": run.limits.max_accuracy_drop,
             "max_latency_ms": run.limits.max_latency_ms,
-            "max_memory_mb": run.limits.max_memory_mb,
+            "max_memory_mib": run.limits.max_memory_mib,
         },
         "surrogate": run.surrogate.report(),
         "front": front,
@@ -100,8 +100,8 @@ def _limits_text(lim: Any) -> str:
         is not None else []  # fmt: skip
     if lim.max_latency_ms is not None:
         parts.append(f"max latency {lim.max_latency_ms:g} ms")
-    if lim.max_memory_mb is not None:
-        parts.append(f"max memory {lim.max_memory_mb:g} MiB")
+    if lim.max_memory_mib is not None:
+        parts.append(f"max memory {lim.max_memory_mib:g} MiB")
     return ", ".join(parts)
 
 
@@ -118,7 +118,7 @@ def _closest(run: Any, summary: dict[str, Any]) -> str:
     drop = 100 * (run.baseline.accuracy - c["accuracy"])
     return (
         f"no front member meets the limits ({_limits_text(lim)}); closest: candidate {c['id']}, "
-        f"{c['latency_ms']:.3f} ms, {drop:.2f} points drop, {c['memory_mb']:.1f} MiB "
+        f"{c['latency_ms']:.3f} ms, {drop:.2f} points drop, {c['memory_mib']:.1f} MiB "
         "(results.sqlite has every candidate; relax a limit, or raise --episodes / "
         "--finetune-steps)"
     )

@@ -259,7 +259,7 @@ class SearchRun:
         b = self.baseline
         latency = LatencyModel(
             structure.features([1.0] * n, ["fp32"] * n),
-            b.latency_ms, float(b.size_bytes), b.memory_mb,
+            b.latency_ms, float(b.size_bytes), b.memory_mib,
         )  # fmt: skip
         proxy = AccuracyProxy(self.sensitivity_table, b.accuracy)
         surrogate = Surrogate(structure, latency, proxy, b, self.evaluator.ctx.reward_config)

@@ -36,7 +36,7 @@ def search_front_table(summary: dict[str, Any], baseline: Objectives) -> Table:
         table.add_column(col, justify="right")
     table.add_row(
         "base", f"{100 * b.accuracy:.2f}", "0.00", _test_cell(summary.get("baseline", {})),
-        f"{b.latency_ms:.3f}", "1.00", f"{b.size_bytes / 1024:.1f}", f"{b.memory_mb:.1f}",
+        f"{b.latency_ms:.3f}", "1.00", f"{b.size_bytes / 1024:.1f}", f"{b.memory_mib:.1f}",
         "fp32", "1.00", "-",
     )  # fmt: skip
     for r in summary["front"]:
@@ -48,7 +48,7 @@ def search_front_table(summary: dict[str, Any], baseline: Objectives) -> Table:
             f"{r['latency_ms']:.3f}",
             f"{b.latency_ms / r['latency_ms']:.2f}",
             f"{r['size_bytes'] / 1024:.1f}",
-            f"{r['memory_mb']:.1f}",
+            f"{r['memory_mib']:.1f}",
             str(r["precision"]),
             f"{np.mean(r['actions']['pruning']):.2f}",
             "-" if r["feasible"] is None else ("yes" if r["feasible"] else "no"),

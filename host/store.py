@@ -157,8 +157,28 @@ def _dumps(value: Any, *, lenient: bool = False) -> str | None:
     return json.dumps(value, sort_keys=True, allow_nan=False, default=str if lenient else None)
 
 
+# Keys written before the units said what they are ("MB" meant 2**20 bytes all along): read
+# under their new names, so runs and reports from before the rename still load and resume.
+LEGACY_KEYS = {
+    "memory_mb": "memory_mib",
+    "peak_memory_mb": "peak_memory_mib",
+    "max_memory_mb": "max_memory_mib",
+    "baseline_memory_mb": "baseline_memory_mib",
+    "ram_mb": "ram_mib",
+}
+
+
+def renamed_keys(value: Any) -> Any:
+    """``value`` with every dict key of ``LEGACY_KEYS`` renamed, at any depth."""
+    if isinstance(value, dict):
+        return {LEGACY_KEYS.get(k, k): renamed_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [renamed_keys(v) for v in value]
+    return value
+
+
 def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    return None if text is None else renamed_keys(json.loads(text))
 
 
 class ResultsStore:

@@ -38,7 +38,7 @@ class DeviceProfile:
     int8_speedup: float  # int8 throughput / fp32 throughput on this CPU
     fp16_speedup: float  # fp16 throughput / fp32 throughput (1.0 = no fp16 arithmetic)
     memory_bandwidth_gbs: float  # theoretical peak DRAM bandwidth
-    ram_mb: int
+    ram_mib: int
     idle_power_w: float
     max_power_w: float
     runtimes: tuple[str, ...]
@@ -56,7 +56,7 @@ _NUMERIC_POSITIVE = (
     "int8_speedup",
     "fp16_speedup",
     "memory_bandwidth_gbs",
-    "ram_mb",
+    "ram_mib",
     "max_power_w",
 )
 
@@ -70,6 +70,8 @@ def list_profiles() -> list[str]:
 
 
 def _validate(data: dict[str, Any], source: str) -> DeviceProfile:
+    if "ram_mb" in data and "ram_mib" not in data:  # the key's name before it said MiB
+        data = {("ram_mib" if k == "ram_mb" else k): v for k, v in data.items()}
     known = {f.name for f in fields(DeviceProfile)}
     required = {f.name for f in fields(DeviceProfile) if f.name != "gpu"}
     missing = sorted(required - data.keys())
@@ -96,7 +98,7 @@ def _validate(data: dict[str, Any], source: str) -> DeviceProfile:
     values = dict(data)
     values["runtimes"] = tuple(runtimes)
     values["cores"] = int(data["cores"])
-    values["ram_mb"] = int(data["ram_mb"])
+    values["ram_mib"] = int(data["ram_mib"])
     for key in ("peak_gflops_fp32", "int8_speedup", "fp16_speedup", "memory_bandwidth_gbs"):
         values[key] = float(data[key])
     values["idle_power_w"] = float(data["idle_power_w"])

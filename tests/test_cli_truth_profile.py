@@ -121,7 +121,7 @@ def test_a_simulated_profile_row_says_so_and_fakes_nothing(
     result = report["results"][0]
     assert report["simulated"] is True and result["simulated"] is True
     m = result["measurement"]
-    assert m["latency_ms_p50"] > 0 and m["peak_memory_mb"] > 0
+    assert m["latency_ms_p50"] > 0 and m["peak_memory_mib"] > 0
     for key in ("n_runs", "latency_cv", "load_ms", "latency_ms_p90", "latency_ms_p99",
                 "first_inference_ms", "latency_ms_mean", "upload_bytes"):  # fmt: skip
         assert m[key] is None, key
@@ -135,7 +135,7 @@ def test_a_measured_row_shows_mean_and_first_inference() -> None:
     m = {
         "latency_ms_mean": 1.25, "latency_ms_p50": 1.2, "latency_ms_p90": 1.5,
         "latency_ms_p99": 1.9, "first_inference_ms": 7.5, "latency_cv": 0.1, "n_runs": 50,
-        "load_ms": 12.0, "peak_memory_mb": 30.0, "energy_mj": None,
+        "load_ms": 12.0, "peak_memory_mib": 30.0, "energy_mj": None,
         "energy_status": "unavailable", "upload_bytes": 1000, "source": "device",
         "provenance": {"runtime_version": "1.2"},
     }  # fmt: skip

@@ -90,7 +90,7 @@ def _groups(n: int) -> list[SimpleNamespace]:
     ]  # fmt: skip
 
 
-HW = HardwareFeatures(cores=4, memory_mb=4096, baseline_latency_ms=2.0, int8_available=True)
+HW = HardwareFeatures(cores=4, memory_mib=4096, baseline_latency_ms=2.0, int8_available=True)
 
 
 def test_builtin_passes_register_themselves_in_head_order() -> None:

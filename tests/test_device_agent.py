@@ -31,7 +31,7 @@ TFLITE_SCRIPT = textwrap.dedent(
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Agent:
     cache = tmp_path_factory.mktemp("agent-cache")
-    a = start_agent(cache, ["--max-model-mb", "1", "--max-chunk-kb", "64"])
+    a = start_agent(cache, ["--max-model-mib", "1", "--max-chunk-kib", "64"])
     yield a
     assert a.stop() == 0  # SIGTERM -> graceful stop, exit status 0
 

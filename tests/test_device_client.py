@@ -98,7 +98,7 @@ def test_measure_real_model_then_second_upload_sends_nothing(agent: LocalAgent, 
         assert m.latency_ms_p99 <= m.provenance["latency_ms_max"]
         assert m.latency_ms_p50 < 1000  # a 2-conv net on 32x32 is far below a second
         assert m.load_ms > 0 and m.first_inference_ms > 0
-        assert m.peak_memory_mb > 1  # a process that loaded onnxruntime holds megabytes
+        assert m.peak_memory_mib > 1  # a process that loaded onnxruntime holds megabytes
         assert m.energy_status in ENERGY_STATUSES and m.energy_status != "simulated"
         if m.energy_status == "unavailable":
             assert m.energy_mj is None

@@ -83,7 +83,7 @@ def fails_with(call, status: grpc.StatusCode, code: int) -> pb.ProfileError:  # 
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Agent:
     a = start_agent(
         tmp_path_factory.mktemp("cache"),
-        ["--max-model-mb", "1", "--worker-timeout", "6", "--upload-idle-timeout", "2"],
+        ["--max-model-mib", "1", "--worker-timeout", "6", "--upload-idle-timeout", "2"],
         env={"HADMC_DEVICE_TEST_FAULTS": "1"},
     )
     yield a
@@ -249,7 +249,7 @@ def test_row14_hash_with_newline_is_refused(agent: Agent) -> None:
 
 
 def test_worker_memory_limit_is_typed(tmp_path: Path) -> None:
-    a = start_agent(tmp_path, ["--worker-memory-mb", "600", "--no-prewarm"])
+    a = start_agent(tmp_path, ["--worker-memory-mib", "600", "--no-prewarm"])
     try:
         manifest, _ = upload(a, onnx_cnn(seed=27))
         big = profile_request(manifest, inputs=[pb.TensorSpec(shape=[64, 3, 512, 512])])
@@ -460,7 +460,7 @@ def _missing(a: Agent, blobs: list[bytes]) -> list[str]:
 
 
 def test_row7_and_row13_cache_accounting_and_lru_on_a_live_agent(tmp_path: Path) -> None:
-    a = start_agent(tmp_path, ["--cache-mb", "1"])
+    a = start_agent(tmp_path, ["--cache-mib", "1"])
     try:
         tiny = [i.to_bytes(8, "little") for i in range(2000)]  # row 7: 8-byte chunks
         _put(a, tiny)
@@ -486,7 +486,7 @@ def test_row8_full_disk_on_a_live_agent(tmp_path: Path) -> None:
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()[:80]}")
     try:
-        a = start_agent(mount / "cache", ["--cache-mb", "64"])  # the disk, not the cache, is small
+        a = start_agent(mount / "cache", ["--cache-mib", "64"])  # the disk, not the cache, is small
         try:
             # A disk smaller than the cache: the agent evicts old chunks to make room.
             _put(a, [os.urandom(60 * 1024) for _ in range(12)])

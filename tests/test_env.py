@@ -34,7 +34,7 @@ def _groups(n: int = 4) -> list[SimpleNamespace]:
     ]
 
 
-HW = HardwareFeatures(cores=4, memory_mb=4096, baseline_latency_ms=2.0, int8_available=True)
+HW = HardwareFeatures(cores=4, memory_mib=4096, baseline_latency_ms=2.0, int8_available=True)
 
 
 def test_state_features_are_normalised_and_track_actions() -> None:
@@ -70,7 +70,7 @@ def test_state_encoder_rejects_bad_input() -> None:
 
 def test_hardware_features_from_sim_info() -> None:
     info = {
-        "profile": {"cores": 4, "ram_mb": 4096, "int8_speedup": 2.5, "runtimes": ["onnxruntime"]}
+        "profile": {"cores": 4, "ram_mib": 4096, "int8_speedup": 2.5, "runtimes": ["onnxruntime"]}
     }
     hw = HardwareFeatures.from_device_info(info, 3.0, "onnxruntime")
     assert hw == HardwareFeatures(4, 4096.0, 3.0, True)

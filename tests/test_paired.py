@@ -142,7 +142,7 @@ def test_sim_pairing_fills_the_ratio_and_search_uses_the_paired_latency(tmp_path
     metrics = _metrics(paired, baseline_ms=10.0)
     assert metrics["latency_ms_p50_paired"] == pytest.approx(10.0 * want)
     assert metrics["latency_ms_p50"] == pytest.approx(alone_small.latency_ms_p50)
-    obj = Objectives.from_metrics({**metrics, "peak_memory_mb": 1.0})
+    obj = Objectives.from_metrics({**metrics, "peak_memory_mib": 1.0})
     assert obj.latency_ms == pytest.approx(10.0 * want)  # the paired figure, not the raw one
     unpaired = _metrics(alone_small, baseline_ms=10.0)
     assert "latency_ms_p50_paired" not in unpaired

@@ -141,8 +141,8 @@ REL_TOL = (0.0, 0.03, 0.03, 0.0, 0.0)
 
 
 def removes(a: Objectives, b: Objectives, acc_tol: float = 0.0) -> bool:
-    va = (-a.accuracy, a.latency_ms, a.memory_mb, a.size_bytes, a.update_bytes)
-    vb = (-b.accuracy, b.latency_ms, b.memory_mb, b.size_bytes, b.update_bytes)
+    va = (-a.accuracy, a.latency_ms, a.memory_mib, a.size_bytes, a.update_bytes)
+    vb = (-b.accuracy, b.latency_ms, b.memory_mib, b.size_bytes, b.update_bytes)
     tol = [r * abs(x) for r, x in zip(REL_TOL, vb, strict=True)]
     tol[0] = acc_tol
     within = all(x <= y + t for x, y, t in zip(va, vb, tol, strict=True))

@@ -23,7 +23,7 @@ def test_profile_values_are_sane(name: str) -> None:
     assert p.peak_gflops_fp32 > 1.0
     assert p.int8_speedup >= 1.0 and p.fp16_speedup >= 1.0
     assert p.memory_bandwidth_gbs > 1.0
-    assert p.ram_mb >= 1024
+    assert p.ram_mib >= 1024
     assert 0 <= p.idle_power_w < p.max_power_w
     assert "onnxruntime" in p.runtimes
     assert p.to_dict()["runtimes"] == list(p.runtimes)
@@ -63,7 +63,7 @@ def test_validation_rejects_bad_values() -> None:
     with pytest.raises(ProfileError, match="peak_gflops_fp32"):
         profiles._validate({**good, "peak_gflops_fp32": 0}, "t")
     with pytest.raises(ProfileError, match="missing"):
-        profiles._validate({k: v for k, v in good.items() if k != "ram_mb"}, "t")
+        profiles._validate({k: v for k, v in good.items() if k != "ram_mib"}, "t")
     with pytest.raises(ProfileError, match="unknown keys"):
         profiles._validate({**good, "turbo": 1}, "t")
     with pytest.raises(ProfileError, match="idle_power_w"):

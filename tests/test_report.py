@@ -23,7 +23,7 @@ TOP_KEYS = {
     "limits", "counts", "candidates", "pareto_front", "chosen", "hypervolume", "plots",
     "provenance", "interactive", "surrogate", "unprunable_groups",
 }  # fmt: skip
-BASELINE = {"accuracy": 0.97, "latency_ms_p50": 4.0, "peak_memory_mb": 40.0, "energy_mj": 14.0,
+BASELINE = {"accuracy": 0.97, "latency_ms_p50": 4.0, "peak_memory_mib": 40.0, "energy_mj": 14.0,
             "energy_status": "simulated", "size_bytes": 400_000, "update_bytes": 400_000,
             "source": "simulated"}  # fmt: skip
 
@@ -65,7 +65,7 @@ def fill(
             metrics = {
                 "accuracy": float(0.97 - 0.3 * (1 - width) ** 2 - rng.uniform(0, 0.05)),
                 "latency_ms_p50": float(4.0 * width * rng.uniform(0.8, 1.1)),
-                "peak_memory_mb": float(30 + 10 * width),
+                "peak_memory_mib": float(30 + 10 * width),
                 "energy_mj": float(14 * width),
                 "energy_status": "simulated",
                 "size_bytes": int(400_000 * width),
@@ -83,7 +83,7 @@ def test_render_writes_json_html_and_pngs(tmp_path: Path) -> None:
     report = render(tmp_path)
     on_disk = json.loads((tmp_path / "report.json").read_text())
     assert set(on_disk) == TOP_KEYS and on_disk["pareto_front"] == report["pareto_front"]
-    assert on_disk["schema_version"] == REPORT_SCHEMA_VERSION == 2
+    assert on_disk["schema_version"] == REPORT_SCHEMA_VERSION == 3
     assert report["counts"] == {"total": 24, "measured": 21, "failed": 3, "predicted": 0}
     assert report["simulated"] is True
     assert report["provenance"]["measurement_sources"] == ["simulated"]

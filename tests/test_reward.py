@@ -20,7 +20,7 @@ from hadmc.search.reward import (
 BASE = Objectives(
     accuracy=0.9,
     latency_ms=10.0,
-    memory_mb=40.0,
+    memory_mib=40.0,
     energy_mj=20.0,
     size_bytes=1_000_000,
     update_bytes=0,
@@ -98,7 +98,7 @@ def test_targets_come_from_the_baseline_without_limits() -> None:
     assert slower.feasible and slower.reward == pytest.approx(0.8910891, abs=1e-7)
     # A memory limit above the baseline moves the target: 40 / 50 = 0.8, 0.8 ** -0.05 =
     # 1.0112197, 0.9 * 1.0112197 = 0.9100977.
-    cfg = RewardConfig(limits=Limits(max_memory_mb=50.0))
+    cfg = RewardConfig(limits=Limits(max_memory_mib=50.0))
     r = compute_reward(cand(), BASE, cfg)
     assert r.terms["memory_target"] == 50.0
     assert r.reward == pytest.approx(0.9100977, abs=1e-7)
@@ -160,7 +160,7 @@ def test_tiers_hold_for_any_magnitudes() -> None:
     rng = np.random.default_rng(3)
     limit_sets = [
         Limits(max_accuracy_drop=2.0),
-        Limits(max_latency_ms=5.0, max_memory_mb=45.0),
+        Limits(max_latency_ms=5.0, max_memory_mib=45.0),
         Limits(max_latency_ms=20.0, max_accuracy_drop=3.0),
     ]
     for limits in limit_sets:
@@ -170,7 +170,7 @@ def test_tiers_hold_for_any_magnitudes() -> None:
             o = Objectives(
                 accuracy=float(rng.choice([rng.uniform(0, 0.9), rng.uniform(0.87, 0.9)])),
                 latency_ms=float(10 ** rng.uniform(-3, 3)),
-                memory_mb=float(10 ** rng.uniform(-1, 4)),
+                memory_mib=float(10 ** rng.uniform(-1, 4)),
                 energy_mj=float(10 ** rng.uniform(-2, 4)),
                 size_bytes=int(10 ** rng.uniform(2, 9)),
                 update_bytes=0,
@@ -247,18 +247,18 @@ def test_penalties_scale_with_violation() -> None:
 
 def test_accuracy_drop_and_memory_limits() -> None:
     cfg = RewardConfig(
-        weights={}, limits=Limits(max_accuracy_drop=5.0, max_memory_mb=30.0), penalty=2.0
+        weights={}, limits=Limits(max_accuracy_drop=5.0, max_memory_mib=30.0), penalty=2.0
     )
-    r = compute_reward(cand(accuracy=0.81, memory_mb=45.0), BASE, cfg)
+    r = compute_reward(cand(accuracy=0.81, memory_mib=45.0), BASE, cfg)
     # drop 9 points vs 5 allowed -> (9-5)/5 = 0.8 ; memory 45/30 - 1 = 0.5
     assert r.violations["accuracy"] == pytest.approx(0.8)
     assert r.violations["memory"] == pytest.approx(0.5)
     # s = 2.0 * (0.1 + 0.8 + 0.1 + 0.5) = 3.0 -> -3 / 4
     assert r.reward == pytest.approx(-0.75)
-    one = compute_reward(cand(accuracy=0.81, memory_mb=30.0), BASE, cfg)
+    one = compute_reward(cand(accuracy=0.81, memory_mib=30.0), BASE, cfg)
     # only the accuracy violation: s = 2.0 * 0.9 = 1.8 -> -1.8 / 2.8 = -0.6428571
     assert one.reward == pytest.approx(-0.6428571, abs=1e-7) and one.reward > r.reward
-    ok = compute_reward(cand(accuracy=0.86, memory_mb=30.0), BASE, cfg)
+    ok = compute_reward(cand(accuracy=0.86, memory_mib=30.0), BASE, cfg)
     assert ok.feasible and ok.reward == pytest.approx(0.86)
 
 
@@ -287,7 +287,7 @@ def test_from_metrics() -> None:
         {
             "accuracy": 0.5,
             "latency_ms_p50": 1.5,
-            "peak_memory_mb": 3.0,
+            "peak_memory_mib": 3.0,
             "energy_mj": None,
             "size_bytes": 10,
             "update_bytes": None,

@@ -40,7 +40,7 @@ def test_measure_matches_hand_computed_roofline() -> None:
     assert m.power_w == pytest.approx(3.625)
     assert m.energy_mj == pytest.approx(3.625 * 5.05)
     # memory: 30 MB runtime + (600000 + 65536) B
-    assert m.peak_memory_mb == pytest.approx(30.0 + 665536 / 2**20)
+    assert m.peak_memory_mib == pytest.approx(30.0 + 665536 / 2**20)
     assert m.source == "simulated" and m.energy_status == "simulated"
     assert m.device == "sim:raspberry-pi-4"
     assert "analytic estimate from profile raspberry-pi-4" in m.provenance["method"]

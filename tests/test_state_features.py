@@ -51,19 +51,19 @@ EXPECTED_GROUPS = np.array(
     dtype=np.float32,
 )
 
-HW = HardwareFeatures(cores=4, memory_mb=1024.0, baseline_latency_ms=9.0, int8_available=True)
+HW = HardwareFeatures(cores=4, memory_mib=1024.0, baseline_latency_ms=9.0, int8_available=True)
 
 
 def test_hardware_vector_hand_values() -> None:
     # cores 4/16; memory log2(1024) = 10 -> 10/16; latency log10(1 + 9) / 3; int8 1
     np.testing.assert_allclose(HW.vector(), [0.25, 0.625, 1 / 3, 1.0], atol=1e-6)
     small = HardwareFeatures(
-        cores=1, memory_mb=256.0, baseline_latency_ms=0.0, int8_available=False
+        cores=1, memory_mib=256.0, baseline_latency_ms=0.0, int8_available=False
     )
     np.testing.assert_allclose(small.vector(), [1 / 16, 0.5, 0.0, 0.0], atol=1e-6)
     # caps: >16 cores, > 64 GB, > 1 s all saturate at 1
     big = HardwareFeatures(
-        cores=64, memory_mb=2.0**20, baseline_latency_ms=5e3, int8_available=True
+        cores=64, memory_mib=2.0**20, baseline_latency_ms=5e3, int8_available=True
     )
     np.testing.assert_allclose(big.vector(), [1.0, 1.0, 1.0, 1.0], atol=1e-6)
     assert HW.vector().dtype == np.float32

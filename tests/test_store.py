@@ -22,7 +22,7 @@ ACTIONS = {
 METRICS = {
     "accuracy": 0.91,
     "latency_ms_p50": 1.25,
-    "peak_memory_mb": 31.5,
+    "peak_memory_mib": 31.5,
     "energy_mj": None,
     "energy_status": "unavailable",
     "size_bytes": 12345,

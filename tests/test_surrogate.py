@@ -110,7 +110,7 @@ def test_surrogate_scores_prospectively_and_bounds_actions(net) -> None:
         pred = sur.predict(j)
         assert pred.to_dict()["predicted"] is True
         sur.observe(j, {"latency_ms_p50": device_ms(j), "accuracy": 0.9,
-                        "size_bytes": 4e6, "peak_memory_mb": 29.0})  # fmt: skip
+                        "size_bytes": 4e6, "peak_memory_mib": 29.0})  # fmt: skip
     rep = sur.report()
     assert rep["label"] == "predicted" and rep["latency_predictions_scored"] == 12 - 4
     assert rep["latency_mape_prospective_pct"] < 5.0
@@ -172,7 +172,7 @@ def test_surrogate_reward_is_computed_on_the_accuracy_lower_bound(net) -> None:
     assert sur.predict(JointAction.uniform(n, 0.7, "int8")).accuracy_std == 0.0  # nothing seen
     for k, acc in ((1.0, 0.95), (0.9, 0.94), (0.5, 0.85), (0.3, 0.7)):
         sur.observe(JointAction.uniform(n, k, "int8"), {"latency_ms_p50": 2.0 * k, "accuracy": acc,
-                    "size_bytes": 4e6 * k, "peak_memory_mb": 29.0})  # fmt: skip
+                    "size_bytes": 4e6 * k, "peak_memory_mib": 29.0})  # fmt: skip
     j = JointAction.uniform(n, 0.7, "int8")
     p = sur.predict(j)
     assert p.accuracy_std > 0

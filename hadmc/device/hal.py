@@ -65,7 +65,7 @@ class Measurement:
     n_runs: int
     load_ms: float
     first_inference_ms: float
-    peak_memory_mb: float
+    peak_memory_mib: float
     energy_mj: float | None  # per inference; None when neither measured nor estimated
     power_w: float | None  # mean power over the timed window
     energy_status: str  # one of ENERGY_STATUSES

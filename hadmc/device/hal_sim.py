@@ -11,7 +11,7 @@ Model (per inference, batch of the artifact's input shape):
     memory_s   = bytes_moved / (memory_bandwidth_gbs * 1e9 * BANDWIDTH_EFFICIENCY)
     latency_s  = max(compute_s, memory_s) + OVERHEAD_MS[runtime] / 1000
     bytes_moved = weight bytes (params x bytes per parameter at that precision) + 2 x activation bytes
-    peak_memory_mb = RUNTIME_BASE_MB[runtime] + (weight bytes + activation bytes) / 2**20
+    peak_memory_mib = RUNTIME_BASE_MIB[runtime] + (weight bytes + activation bytes) / 2**20
     power_w   = idle + utilisation * (max - idle),  utilisation = threads / cores
     energy_mj = power_w * latency_ms
 
@@ -34,8 +34,8 @@ COMPUTE_EFFICIENCY = 0.2
 BANDWIDTH_EFFICIENCY = 0.5
 # Approximate per-inference runtime overhead (session run call, input copy), milliseconds.
 OVERHEAD_MS = {"onnxruntime": 0.05, "litert": 0.03}
-# Approximate resident size of a process that loaded the runtime, before the model, MB.
-RUNTIME_BASE_MB = {"onnxruntime": 30.0, "litert": 12.0}
+# Approximate resident size of a process that loaded the runtime, before the model, MiB.
+RUNTIME_BASE_MIB = {"onnxruntime": 30.0, "litert": 12.0}
 # Bytes per weight at each precision; "mixed" assumes about half the weights stay fp32.
 BYTES_PER_PARAM = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "mixed": 2.5}
 # Live activations are estimated as the input tensor times this expansion factor: small
@@ -74,7 +74,7 @@ class SimulatedDevice(Device):
             "arch": self.profile.arch,
             "cpu": self.profile.cpu,
             "cores": self.profile.cores,
-            "ram_mb": self.profile.ram_mb,
+            "ram_mib": self.profile.ram_mib,
             "runtimes": list(self.profile.runtimes),
             "power_sources": ["simulated"],
             "note": "analytic estimate; no board is involved",
@@ -128,8 +128,8 @@ class SimulatedDevice(Device):
         latency_ms = max(compute_s, memory_s) * 1e3 + overhead_ms
         utilisation = used_cores / p.cores
         power_w = p.idle_power_w + utilisation * (p.max_power_w - p.idle_power_w)
-        peak_memory_mb = (
-            RUNTIME_BASE_MB.get(artifact.runtime, 30.0) + (weight_bytes + activation_bytes) / 2**20
+        peak_memory_mib = (
+            RUNTIME_BASE_MIB.get(artifact.runtime, 30.0) + (weight_bytes + activation_bytes) / 2**20
         )
         return {
             "compute_ms": compute_s * 1e3,
@@ -143,7 +143,7 @@ class SimulatedDevice(Device):
             "utilisation": utilisation,
             "power_w": power_w,
             "energy_mj": power_w * latency_ms,  # W x ms = mJ
-            "peak_memory_mb": peak_memory_mb,
+            "peak_memory_mib": peak_memory_mib,
             "bound": "compute" if compute_s >= memory_s else "memory",
         }
 
@@ -185,7 +185,7 @@ class SimulatedDevice(Device):
             n_runs=0,  # nothing was run
             load_ms=0.0,  # not modelled
             first_inference_ms=lat,
-            peak_memory_mb=est["peak_memory_mb"],
+            peak_memory_mib=est["peak_memory_mib"],
             energy_mj=est["energy_mj"],
             power_w=est["power_w"],
             energy_status="simulated",

@@ -288,7 +288,7 @@ class PPO:
             group["lr"] = lr
         self.policy.train()
         sums = dict(pg=0.0, v=0.0, ent=0.0, cf=0.0)
-        n_mb, approx_kl, early, first_dev, first_cf = 0, 0.0, False, float("nan"), float("nan")
+        n_minibatches, approx_kl, early, first_dev, first_cf = 0, 0.0, False, float("nan"), float("nan")
         mb_size = min(c.minibatch_size, n)
         perms = [torch.as_tensor(self.np_rng.permutation(n)) for _ in range(c.n_epochs)]
         # Whole-rollout statistics, computed once (see normalize_advantages for why).
@@ -311,10 +311,10 @@ class PPO:
                 with torch.no_grad():
                     approx_kl = float(approx_kl_k3(log_ratio))
                     clip_frac = float(((ratio - 1).abs() > c.clip_coef).float().mean())
-                if n_mb == 0:
+                if n_minibatches == 0:
                     first_dev = float((ratio.detach() - 1).abs().max())
                     first_cf = clip_frac
-                if c.target_kl is not None and approx_kl > c.target_kl and n_mb > 0:
+                if c.target_kl is not None and approx_kl > c.target_kl and n_minibatches > 0:
                     early = True  # stop before stepping on a minibatch that drifted too far
                     break
                 pg_loss = clipped_surrogate_loss(ratio, advantages[idx], c.clip_coef)
@@ -325,7 +325,7 @@ class PPO:
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
                 self.optimizer.step()
-                n_mb += 1
+                n_minibatches += 1
                 sums["pg"] += float(pg_loss.detach())
                 sums["v"] += float(v_loss.detach())
                 sums["ent"] += float(entropy.detach())
@@ -337,10 +337,10 @@ class PPO:
         explained_var = float("nan") if var_y == 0 else 1.0 - float(np.var(y - v)) / var_y
         self.buffer.clear()
         self.updates_done += 1
-        d = max(n_mb, 1)
+        d = max(n_minibatches, 1)
         return UpdateStats(
             sums["pg"] / d, sums["v"] / d, sums["ent"] / d, approx_kl, sums["cf"] / d,
-            explained_var, lr, n, n_mb, early, first_dev, first_cf, drift,
+            explained_var, lr, n, n_minibatches, early, first_dev, first_cf, drift,
         )  # fmt: skip
 
     @torch.no_grad()

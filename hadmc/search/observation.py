@@ -22,7 +22,7 @@ Hardware features (``HARDWARE_FEATURES``), constant during a search:
 
 ==================  ==========================================================================
 cores               ``min(cores, 16) / 16``
-memory              ``log2(memory MB) / log2(65536)`` (64 GB = 1)
+memory              ``log2(memory MiB) / log2(65536)`` (64 GiB = 1)
 baseline_latency    ``log10(1 + baseline latency p50 ms) / 3`` (1 s = 1)
 int8_available      1 when the runtime executes int8 kernels on this device, else 0
 ==================  ==========================================================================
@@ -95,7 +95,7 @@ class HardwareFeatures:
     """Raw hardware facts (units in the names) before normalisation."""
 
     cores: int
-    memory_mb: float
+    memory_mib: float
     baseline_latency_ms: float
     int8_available: bool
 
@@ -114,9 +114,9 @@ class HardwareFeatures:
             or 1
         )
         if info.get("memory_total_bytes"):
-            memory_mb = float(info["memory_total_bytes"]) / 2**20
+            memory_mib = float(info["memory_total_bytes"]) / 2**20
         else:
-            memory_mb = float(info.get("ram_mb") or profile.get("ram_mb") or 1024)
+            memory_mib = float(info.get("ram_mib") or profile.get("ram_mib") or 1024)
         # int8: onnxruntime on CPU and LiteRT (XNNPACK) both run int8 kernels when the
         # runtime is available; a profile whose int8_speedup <= 1 says int8 brings nothing.
         int8 = False
@@ -127,13 +127,13 @@ class HardwareFeatures:
                 int8 = int8 or (r.get("runtime") == runtime and bool(r.get("available", True)))
         if profile.get("int8_speedup") is not None:
             int8 = int8 and float(profile["int8_speedup"]) > 1.0
-        return cls(cores, memory_mb, baseline_latency_ms, int8)
+        return cls(cores, memory_mib, baseline_latency_ms, int8)
 
     def vector(self) -> np.ndarray:
         return np.array(
             [
                 min(self.cores, 16) / 16.0,
-                min(math.log2(max(self.memory_mb, 1.0)) / 16.0, 1.0),
+                min(math.log2(max(self.memory_mib, 1.0)) / 16.0, 1.0),
                 min(math.log10(1.0 + max(self.baseline_latency_ms, 0.0)) / 3.0, 1.0),
                 1.0 if self.int8_available else 0.0,
             ],

@@ -8,7 +8,7 @@ Front = a noise-robust Pareto front. Measured objectives are noisy, so besides p
 dominance a member also goes when another one beats it by a clear margin while being no worse
 than measurement noise everywhere else (epsilon-dominance, Laumanns et al. 2002). Why: with
 five objectives, a candidate that collapsed to 10 % accuracy stayed "non-dominated" because its
-peak memory was 1 MB (1.6 %) below a 95 %-accurate one; that is run-to-run noise of peak RSS,
+peak memory was 1 MiB (1.6 %) below a 95 %-accurate one; that is run-to-run noise of peak RSS,
 not a trade-off. The relation, for minimised values (accuracy enters as -accuracy)::
 
     a removes b  <=>  a_k <= b_k + tol_k(b) for every k
@@ -46,7 +46,7 @@ baseline::
     accuracy   -> 1 - accuracy / baseline_accuracy   (0 = baseline accuracy, 1 = accuracy 0)
     latency    -> latency_ms / baseline_latency_ms    (1 = as slow as the baseline)
     size       -> size_bytes / baseline_size_bytes
-    memory     -> memory_mb / baseline_memory_mb
+    memory     -> memory_mib / baseline_memory_mib
 
 Because members can be removed by a newcomer that is within noise of them, the hypervolume can
 dip when a point is added, by at most what the removed members covered within their noise
@@ -108,7 +108,7 @@ ACCURACY_TOLERANCE_POINTS = 0.0
 _ATTR = {
     "accuracy": "accuracy",
     "latency": "latency_ms",
-    "memory": "memory_mb",
+    "memory": "memory_mib",
     "size": "size_bytes",
     "energy": "energy_mj",
     "update": "update_bytes",
@@ -254,7 +254,7 @@ class ParetoArchive:
             row = [
                 -o.accuracy,
                 o.latency_ms,
-                o.memory_mb,
+                o.memory_mib,
                 float(o.size_bytes),
                 float(o.update_bytes),
             ]

@@ -15,12 +15,12 @@ value ranges do not overlap, so the ordering guarantees below hold by constructi
     s     = penalty * sum_j (violation_offset + v_j)      over the violated limits j
     v_j   = relative excess over user limit j:
               latency:  latency_ms / max_latency_ms - 1
-              memory:   memory_mb / max_memory_mb - 1
+              memory:   memory_mib / max_memory_mib - 1
               accuracy: (drop_points - max_accuracy_drop) / max(max_accuracy_drop, 1),
                         drop_points = 100 * (baseline accuracy - a)
 
 ``a`` is the candidate's accuracy, ``m_i`` its measured objectives (same device as the
-baseline). Targets ``T_i``: latency ``max_latency_ms``, memory ``max_memory_mb`` when the user
+baseline). Targets ``T_i``: latency ``max_latency_ms``, memory ``max_memory_mib`` when the user
 gave them, otherwise the baseline's value; size and energy: the baseline's (energy only when
 candidate and baseline both have it); update: see below. Ratios are clipped to [0.01, 100] so
 a degenerate measurement cannot send the reward to 0 or infinity.
@@ -118,7 +118,7 @@ class Objectives:
 
     accuracy: float
     latency_ms: float
-    memory_mb: float
+    memory_mib: float
     energy_mj: float | None
     size_bytes: int
     update_bytes: int
@@ -132,7 +132,7 @@ class Objectives:
         return cls(
             accuracy=float(d["accuracy"]),
             latency_ms=float(d["latency_ms"]),
-            memory_mb=float(d["memory_mb"]),
+            memory_mib=float(d["memory_mib"]),
             energy_mj=None if d.get("energy_mj") is None else float(d["energy_mj"]),
             size_bytes=int(d["size_bytes"]),
             update_bytes=int(d.get("update_bytes", 0)),
@@ -141,11 +141,11 @@ class Objectives:
     @classmethod
     def from_metrics(cls, metrics: Mapping[str, Any]) -> Objectives:
         """From a candidate metrics dict (``accuracy``, ``latency_ms_p50`` or, when paired,
-        ``latency_ms_p50_paired``, ``peak_memory_mb``, ``energy_mj``, ``size_bytes``,
+        ``latency_ms_p50_paired``, ``peak_memory_mib``, ``energy_mj``, ``size_bytes``,
         ``update_bytes``) as the search stores it."""
         missing = [
             k
-            for k in ("accuracy", "latency_ms_p50", "peak_memory_mb", "size_bytes")
+            for k in ("accuracy", "latency_ms_p50", "peak_memory_mib", "size_bytes")
             if metrics.get(k) is None
         ]
         if missing:
@@ -156,7 +156,7 @@ class Objectives:
         return cls(
             accuracy=float(metrics["accuracy"]),
             latency_ms=float(latency),
-            memory_mb=float(metrics["peak_memory_mb"]),
+            memory_mib=float(metrics["peak_memory_mib"]),
             energy_mj=None if metrics.get("energy_mj") is None else float(metrics["energy_mj"]),
             size_bytes=int(metrics["size_bytes"]),
             update_bytes=int(metrics.get("update_bytes") or 0),
@@ -169,10 +169,10 @@ class Limits:
 
     max_latency_ms: float | None = None
     max_accuracy_drop: float | None = None
-    max_memory_mb: float | None = None
+    max_memory_mib: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_latency_ms", "max_memory_mb"):
+        for name in ("max_latency_ms", "max_memory_mib"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
@@ -189,8 +189,8 @@ def limit_violations(
     out: dict[str, float] = {}
     if limits.max_latency_ms is not None and candidate.latency_ms > limits.max_latency_ms:
         out["latency"] = candidate.latency_ms / limits.max_latency_ms - 1.0
-    if limits.max_memory_mb is not None and candidate.memory_mb > limits.max_memory_mb:
-        out["memory"] = candidate.memory_mb / limits.max_memory_mb - 1.0
+    if limits.max_memory_mib is not None and candidate.memory_mib > limits.max_memory_mib:
+        out["memory"] = candidate.memory_mib / limits.max_memory_mib - 1.0
     if limits.max_accuracy_drop is not None:
         drop_points = 100.0 * (baseline.accuracy - candidate.accuracy)
         if drop_points > limits.max_accuracy_drop + DROP_EPSILON_POINTS:
@@ -277,10 +277,10 @@ def _targets(
 ) -> dict[str, tuple[float, float]]:
     """Per objective: (measured value m_i, target T_i) as in the module docstring."""
     lat_t = limits.max_latency_ms if limits.max_latency_ms is not None else baseline.latency_ms
-    mem_t = limits.max_memory_mb if limits.max_memory_mb is not None else baseline.memory_mb
+    mem_t = limits.max_memory_mib if limits.max_memory_mib is not None else baseline.memory_mib
     out: dict[str, tuple[float, float]] = {
         "latency": (candidate.latency_ms, lat_t),
-        "memory": (candidate.memory_mb, mem_t),
+        "memory": (candidate.memory_mib, mem_t),
         "size": (float(candidate.size_bytes), float(baseline.size_bytes)),
         "update": (candidate.update_bytes + 1.0, candidate.size_bytes + 1.0),
     }
@@ -300,7 +300,7 @@ def compute_reward(
     config = config or RewardConfig()
     if not 0.0 <= candidate.accuracy <= 1.0:
         raise ValueError(f"accuracy must be in [0, 1], got {candidate.accuracy}")
-    for name in ("latency_ms", "memory_mb", "size_bytes"):
+    for name in ("latency_ms", "memory_mib", "size_bytes"):
         if getattr(baseline, name) <= 0:
             raise ValueError(f"baseline {name} must be > 0, got {getattr(baseline, name)}")
     if candidate.update_bytes < 0:

@@ -53,12 +53,12 @@ def _fit_relative(rows: np.ndarray, y: np.ndarray, prior_rows: np.ndarray, prior
 
 @dataclass
 class LatencyModel:
-    """Predicts latency_ms, size_bytes and memory_mb of a configuration (see module doc)."""
+    """Predicts latency_ms, size_bytes and memory_mib of a configuration (see module doc)."""
 
     baseline: ConfigFeatures  # the uncompressed model's features
     baseline_latency_ms: float
     baseline_size_bytes: float
-    baseline_memory_mb: float
+    baseline_memory_mib: float
     rows: list[np.ndarray] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
     sizes: list[tuple[float, float, float]] = field(default_factory=list)  # fp32 p, int8 p, size
@@ -69,7 +69,7 @@ class LatencyModel:
 
     def __post_init__(self) -> None:
         self.add(self.baseline, self.baseline_latency_ms, self.baseline_size_bytes,
-                 self.baseline_memory_mb)  # fmt: skip
+                 self.baseline_memory_mib)  # fmt: skip
 
     def _prior(self) -> tuple[np.ndarray, np.ndarray]:
         b = self.baseline
@@ -90,13 +90,13 @@ class LatencyModel:
         return rows, y
 
     def add(
-        self, f: ConfigFeatures, latency_ms: float, size_bytes: float, memory_mb: float
+        self, f: ConfigFeatures, latency_ms: float, size_bytes: float, memory_mib: float
     ) -> None:
         """One real measurement; the model is refit at once."""
         self.rows.append(latency_row(f))
         self.latency_ms.append(float(latency_ms))
         self.sizes.append((f.params_fp32, f.params_int8, float(size_bytes)))
-        self.memories.append((float(size_bytes), float(memory_mb)))
+        self.memories.append((float(size_bytes), float(memory_mib)))
         self.refit()
 
     def refit(self) -> None:
@@ -118,7 +118,7 @@ class LatencyModel:
         mib = self.baseline_size_bytes / 2**20
         self.memory_coef = _fit_relative(
             mem_rows, m[:, 1],
-            np.array([[1.0, mib]]), np.array([self.baseline_memory_mb]),
+            np.array([[1.0, mib]]), np.array([self.baseline_memory_mib]),
         )  # fmt: skip
 
     @property
@@ -134,7 +134,7 @@ class LatencyModel:
         assert self.size_coef is not None
         return float(np.array([1.0, f.params_fp32, f.params_int8]) @ self.size_coef)
 
-    def predict_memory_mb(self, size_bytes: float) -> float:
+    def predict_memory_mib(self, size_bytes: float) -> float:
         assert self.memory_coef is not None
         return float(np.array([1.0, size_bytes / 2**20]) @ self.memory_coef)
 

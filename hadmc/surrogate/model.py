@@ -85,7 +85,7 @@ class Surrogate:
         obj = Objectives(
             accuracy=self.proxy.predict(x),
             latency_ms=max(self.latency.predict_latency_ms(f), 1e-6),
-            memory_mb=max(self.latency.predict_memory_mb(size), 1e-3),
+            memory_mib=max(self.latency.predict_memory_mib(size), 1e-3),
             energy_mj=None,
             size_bytes=int(size),
             # An update of a pruned or re-fine-tuned model rewrites nearly every chunk.
@@ -104,7 +104,7 @@ class Surrogate:
         if self.latency.n_measurements - 1 >= MIN_FIT_FOR_ERRORS:
             self._errors_latency.append(abs(self.latency.predict_latency_ms(f) - lat) / lat)
             self._pairs_accuracy.append((self.proxy.predict(x), acc))
-        self.latency.add(f, lat, float(metrics["size_bytes"]), float(metrics["peak_memory_mb"]))
+        self.latency.add(f, lat, float(metrics["size_bytes"]), float(metrics["peak_memory_mib"]))
         self.proxy.add(x, acc)
         self.observed += 1
 
