@@ -76,7 +76,7 @@ def config_summary(actions: Mapping[str, Any] | None) -> dict[str, Any]:
         "precisions": dict(sorted(Counter(str(p) for p in a.get("quantization", [])).items())),
         "temperature": dist.get("temperature"),
         "alpha": dist.get("alpha"),
-        "update": a.get("update"),
+        "update_scope": a.get("update_scope", a.get("update")),  # "update": stored before
     }
 
 

@@ -111,9 +111,9 @@ def _config(s: Mapping[str, Any], long: bool = False) -> str:
     if long:
         return (
             f"mean keep ratio {keep} · precisions {prec} · distillation T {t}, alpha {a}"
-            f" · update scope {s['update'] or '-'}"
+            f" · update scope {s['update_scope'] or '-'}"
         )
-    return f"keep {keep} · {prec} · T {t} α {a} · {s['update'] or '-'}"
+    return f"keep {keep} · {prec} · T {t} α {a} · {s['update_scope'] or '-'}"
 
 
 LIMIT_TEXT = {

@@ -37,7 +37,7 @@ def hover_text(c: Mapping[str, Any]) -> str:
         f" peak memory {_fmt(o['memory_mib'], '.1f', ' MiB')}",
         f"mean keep ratio {_fmt(s['mean_keep_ratio'], '.2f')} · precisions {prec}",
         f"distillation T {_fmt(s['temperature'], '.1f')}, alpha {_fmt(s['alpha'], '.2f')}"
-        f" · update {s['update'] or '-'}",
+        f" · update scope {s['update_scope'] or '-'}",
     ]  # fmt: skip
     return "<br>".join(lines)
 

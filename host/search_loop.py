@@ -118,6 +118,6 @@ def _checkpoint(run: Any, proposals: int) -> None:
     agent = getattr(run.strategy, "agent", None)
     if agent is not None:
         agent.save(run.ckpt_dir / "ppo.pt")
-    tmp = run.ckpt_dir / "state.json.tmp"
+    tmp = run.ckpt_dir / "progress.json.tmp"
     tmp.write_text(json.dumps(state, default=int))
-    tmp.replace(run.ckpt_dir / "state.json")  # a kill never leaves half a file
+    tmp.replace(run.ckpt_dir / "progress.json")  # a kill never leaves half a file

@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from hadmc.compress.registry import renamed_pass_names
+
 SCHEMA_VERSION = 1
 DB_NAME = "results.sqlite"
 STATUSES = ("measured", "failed")
@@ -175,6 +177,10 @@ def renamed_keys(value: Any) -> Any:
     if isinstance(value, list):
         return [renamed_keys(v) for v in value]
     return value
+
+
+def _actions(value: Any) -> Any:
+    return renamed_pass_names(value) if isinstance(value, dict) else value
 
 
 def _loads(text: str | None) -> Any:
@@ -336,7 +342,7 @@ class ResultsStore:
             id=row["id"],
             episode=row["episode"],
             config_key=row["config_key"],
-            actions=_loads(row["actions_json"]),
+            actions=_actions(_loads(row["actions_json"])),
             metrics=_loads(row["metrics_json"]),
             objectives=_loads(row["objectives_json"]),
             provenance=_loads(row["provenance_json"]),

@@ -29,7 +29,7 @@ from hadmc.compress.registry import (
 from hadmc.search.env import CompressionEnv, EvalOutcome, JointAction, make_action_spec
 from hadmc.search.observation import FEATURE_NAMES, HardwareFeatures, ObservationEncoder
 
-BUILTIN = ("pruning", "quantization", "fusion", "distillation", "update")
+BUILTIN = ("pruning", "quantization", "fusion", "distillation", "update_scope")
 APPLIED: list[tuple[float, float]] = []  # (scale, measured weight ratio) per built candidate
 
 
@@ -106,7 +106,7 @@ def test_builtin_passes_register_themselves_in_head_order() -> None:
 def test_a_pass_from_the_call_site_is_a_sixth_head() -> None:
     passes = (*default_passes(), LogitScale())
     spec = make_action_spec("onnxruntime", passes)
-    assert spec.names == ("pruning", "quantization", "distillation", "update", "logit_scale")
+    assert spec.names == ("pruning", "quantization", "distillation", "update_scope", "logit_scale")
     assert len(make_action_spec("litert", passes).heads) == 6  # fusion is offered on LiteRT
     seen: list[JointAction] = []
 
@@ -159,7 +159,7 @@ def test_action_plot_series_come_from_the_passes() -> None:
     assert titles == [
         "pruning: keep ratio (all groups)", "quantization: precision (all groups)",
         "fusion: pattern (all groups)", "distillation: temperature T", "distillation: alpha",
-        "update: scope", "logit_scale", "other",
+        "update_scope: weights the fine-tune changes", "logit_scale", "other",
     ]  # fmt: skip
     series = action_series(actions, (*default_passes(), LogitScale()))
     toy = [s for s in series if s.title == "logit_scale: scale"][0]
@@ -223,7 +223,7 @@ def test_sim_search_runs_with_a_sixth_agent(
     assert all(ratio == pytest.approx(v) for v, ratio in APPLIED)
     # The policy that proposed them had six heads (its checkpoint says so).
     names = PPO.load(out / "checkpoint" / "ppo.pt").action_spec.names
-    assert names == ("pruning", "quantization", "distillation", "update", "logit_scale")
+    assert names == ("pruning", "quantization", "distillation", "update_scope", "logit_scale")
     report = json.loads((out / "report.json").read_text())
     assert all("logit_scale" in c["actions"] for c in report["candidates"])
     assert (out / report["plots"]["actions"]).is_file()  # drawn with a seventh panel

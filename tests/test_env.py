@@ -115,14 +115,14 @@ def _env(outcome_status: str = "measured", n: int = 4, runtime: str = "onnxrunti
 
 def _action(p: int, q: int, f: int = 0) -> dict:
     return {"pruning": p, "quantization": q, "fusion": f,
-            "distillation": np.array([6.2, 1.0], np.float32), "update": 1}  # fmt: skip
+            "distillation": np.array([6.2, 1.0], np.float32), "update_scope": 1}  # fmt: skip
 
 
 def test_episode_walks_groups_masks_heads_and_rewards_at_the_end() -> None:
     env, seen = _env()
     # fusion is not offered on onnxruntime: the exporter folds every BN already.
     assert [h.name for h in env.action_spec.heads] == [
-        "pruning", "quantization", "distillation", "update",
+        "pruning", "quantization", "distillation", "update_scope",
     ]  # fmt: skip
     assert env.action_spec.head("quantization").size == 2  # fp32/int8: what ORT CPU executes
     obs, info = env.reset()
@@ -134,7 +134,7 @@ def test_episode_walks_groups_masks_heads_and_rewards_at_the_end() -> None:
         if t < 3:
             assert reward == 0.0 and not term and not seen
             assert info["head_mask"]["distillation"] == (t == 2)
-            assert info["head_mask"]["update"] == (t == 2)
+            assert info["head_mask"]["update_scope"] == (t == 2)
     assert term and not trunc and reward == pytest.approx(0.8)
     joint, episode = seen[0]
     assert episode == 0
@@ -199,7 +199,7 @@ def test_failed_candidate_discards_the_episode() -> None:
     env.reset()
     for _ in range(4):
         _, reward, term, _, info = env.step(
-            {"pruning": 0, "quantization": 0, "distillation": [1.0, 0.0], "update": 0}
+            {"pruning": 0, "quantization": 0, "distillation": [1.0, 0.0], "update_scope": 0}
         )
     assert term and reward == 0.0 and info["discard_episode"] is True
     assert info["outcome"].error == "device: crashed"

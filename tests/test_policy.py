@@ -27,7 +27,7 @@ SPEC = ActionSpec(
         HeadSpec("pruning", "categorical", 4),
         HeadSpec("quantization", "categorical", 3),
         HeadSpec("distillation", "gaussian", 2),
-        HeadSpec("update", "categorical", 5),
+        HeadSpec("update_scope", "categorical", 5),
     )
 )
 OBS_DIM = 6
@@ -110,7 +110,7 @@ def test_masked_head_gets_zero_gradient() -> None:
     actions, _ = pol.sample(obs, masks, gen)
     ev = pol.evaluate(obs, actions, masks)
     (ev.log_prob.sum() + ev.entropy.sum()).backward()
-    for name in ("distillation", "update"):
+    for name in ("distillation", "update_scope"):
         assert torch.count_nonzero(pol.head_layer(name).weight.grad) == 0
         assert torch.count_nonzero(pol.head_layer(name).bias.grad) == 0
     assert torch.count_nonzero(pol.log_std("distillation").grad) == 0
@@ -120,7 +120,7 @@ def test_masked_head_gets_zero_gradient() -> None:
 
 def test_orthogonal_init_gains() -> None:
     pol = MultiHeadPolicy(OBS_DIM, SPEC, hidden_size=16)
-    w = pol.head_layer("update").weight  # [5, 16]: orthonormal rows scaled by 0.01
+    w = pol.head_layer("update_scope").weight  # [5, 16]: orthonormal rows scaled by 0.01
     torch.testing.assert_close(w @ w.T, 1e-4 * torch.eye(5), atol=1e-7, rtol=0)
     w1 = pol.trunk[2].weight  # square hidden layer, gain sqrt(2)
     torch.testing.assert_close(w1 @ w1.T, 2.0 * torch.eye(16), atol=1e-5, rtol=0)
@@ -148,7 +148,7 @@ def test_random_policy_covers_choices_and_ranges() -> None:
     rp = RandomPolicy(SPEC, seed=0)
     draws = [rp.act({"distillation": False}) for _ in range(400)]
     assert {d["pruning"] for d in draws} == {0, 1, 2, 3}
-    assert {d["update"] for d in draws} == set(range(5))
+    assert {d["update_scope"] for d in draws} == set(range(5))
     u = np.stack([d["distillation"] for d in draws])
     assert u.shape == (400, 2)
     assert 1.0 <= u[:, 0].min() and u[:, 0].max() <= 20.0 and u[:, 0].std() > 4.0
@@ -168,5 +168,5 @@ def test_spec_validation() -> None:
         HeadSpec("x", "categorical", 1)
     with pytest.raises(ValueError, match="unique"):
         ActionSpec((HeadSpec("x", "categorical", 2), HeadSpec("x", "gaussian", 1)))
-    assert SPEC.mask_vector({"update": False}).tolist() == [1.0, 1.0, 1.0, 0.0]
+    assert SPEC.mask_vector({"update_scope": False}).tolist() == [1.0, 1.0, 1.0, 0.0]
     assert SPEC.mask_vector(None).tolist() == [1.0] * 4

@@ -174,7 +174,7 @@ def test_save_load_gives_identical_actions(tmp_path: Path) -> None:
     _train(ppo, ToyEnv(), 1)
     ppo.save(tmp_path / "c.pt")
     loaded = PPO(3, ToyEnv.action_spec, _config(), seed=99)  # different seed, then load_state
-    loaded.load_state(tmp_path / "c.pt")
+    loaded.load_checkpoint(tmp_path / "c.pt")
     obs = np.array([0.0, 1.0, 0.0], dtype=np.float32)
     for _ in range(5):
         a, b = ppo.act(obs), loaded.act(obs)
@@ -185,7 +185,7 @@ def test_save_load_gives_identical_actions(tmp_path: Path) -> None:
     np.testing.assert_array_equal(da.action["g"], db.action["g"])
     other = ActionSpec((HeadSpec("a", "categorical", 3),))
     with pytest.raises(ValueError, match="differ"):
-        PPO(3, other, _config()).load_state(tmp_path / "c.pt")
+        PPO(3, other, _config()).load_checkpoint(tmp_path / "c.pt")
 
 
 def test_always_masked_head_is_not_updated_by_ppo() -> None:

@@ -51,7 +51,7 @@ def fill(
                     "temperature": float(rng.uniform(1, 20)),
                     "alpha": float(rng.uniform()),
                 },
-                "update": str(rng.choice(["bn_bias", "last_1", "last_3", "all"])),
+                "update_scope": str(rng.choice(["bn_bias", "last_1", "last_3", "all"])),
             }
             if i % 7 == 3:
                 store.add_candidate(episode=i, config_key=f"k{i}", actions=actions,
@@ -303,7 +303,7 @@ def test_interactive_plot_is_inlined_with_configuration_hover(tmp_path: Path) ->
     for text in (
         f"mean keep ratio {s['mean_keep_ratio']:.2f}",
         f"distillation T {s['temperature']:.1f}, alpha {s['alpha']:.2f}",
-        f"update {s['update']}",
+        f"update scope {s['update_scope']}",
         f"speedup {report['chosen']['versus_baseline']['speedup']:.2f}",
         "Pareto front (all objectives)",
         "chosen model",

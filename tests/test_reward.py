@@ -205,20 +205,20 @@ def test_update_bytes_are_not_counted_twice() -> None:
     # whole saving is in the size term: 0.9 * 0.25 ** -0.1 = 0.9 * 1.1486984 = 1.0338285.
     # (Update vs the baseline's size, as before, would multiply another 0.25 ** -0.05.)
     full = compute_reward(cand(size_bytes=250_000, update_bytes=250_000), BASE)
-    assert full.terms["update"] == 1.0
+    assert full.terms["update_size"] == 1.0
     assert full.reward == pytest.approx(1.0338285, abs=1e-7)
-    no_update = RewardConfig(weights={**DEFAULT_WEIGHTS, "update": 0.0})
+    no_update = RewardConfig(weights={**DEFAULT_WEIGHTS, "update_size": 0.0})
     assert full.reward == pytest.approx(
         compute_reward(cand(size_bytes=250_000, update_bytes=250_000), BASE, no_update).reward
     )
     # Half the chunks unchanged: (125000 / 250001) ** -0.05 = 1.0352651 on top.
     half = compute_reward(cand(size_bytes=250_000, update_bytes=124_999), BASE)
-    assert half.terms["update"] == pytest.approx(1.0352651, abs=1e-7)
+    assert half.terms["update_size"] == pytest.approx(1.0352651, abs=1e-7)
     assert half.reward == pytest.approx(1.0338285 * 1.0352651, abs=1e-6)
 
 
 def test_update_bytes_zero_is_guarded() -> None:
-    cfg = RewardConfig(weights={"update": -0.5})
+    cfg = RewardConfig(weights={"update_size": -0.5})
     # (0 + 1) / (1e6 + 1) clipped to 0.01 -> 0.01 ** -0.5 = 10
     r = compute_reward(cand(update_bytes=0), BASE, cfg)
     assert r.reward == pytest.approx(9.0)

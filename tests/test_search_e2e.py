@@ -98,7 +98,7 @@ def _check_outputs(out: Path, n_episodes: int) -> list:
     # No limits were set, so a model is chosen exactly when the front has one.
     assert (summary["best"] is None) == (not front)
     assert (out / "best.onnx").is_file() == bool(front)
-    assert (out / "report.json").is_file() and (out / "checkpoint" / "state.json").is_file()
+    assert (out / "report.json").is_file() and (out / "checkpoint" / "progress.json").is_file()
     return rows
 
 
@@ -202,7 +202,7 @@ def test_killed_run_resumes_without_measuring_twice(
     with ResultsStore(out) as store:
         kept = {r.config_key for r in store.candidates()}
     assert len(kept) >= 3
-    ckpt = json.loads((out / "checkpoint" / "state.json").read_text())
+    ckpt = json.loads((out / "checkpoint" / "progress.json").read_text())
     assert ckpt["measurements_total"] == 2 and ckpt["strategy"] == "ppo"
 
     second: list[int] = []

@@ -17,7 +17,7 @@ ACTIONS = {
     "quantization": ["int8", "fp32"],
     "fusion": ["conv_bn", "none"],
     "distillation": {"temperature": 4.0, "alpha": 0.7},
-    "update": "all",
+    "update_scope": "all",
 }
 METRICS = {
     "accuracy": 0.91,

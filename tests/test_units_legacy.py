@@ -74,3 +74,23 @@ def test_the_old_flag_spellings_still_work(capsys) -> None:
     assert p.parse_args(["--max-memory-mib", "32"]).max_memory_mib == 32.0
     agent = build_parser().parse_args(["--cache-mb", "8", "--max-chunk-kb", "64"])
     assert (agent.cache_mib, agent.max_chunk_kib) == (8.0, 64.0)
+
+
+def test_actions_stored_with_the_update_head_load_as_update_scope(tmp_path: Path) -> None:
+    """The update-scope head was stored as "update" (also PPO's update and the update's
+    size); such a run loads under today's name, and its configuration keeps its config key."""
+    from hadmc.search.env import JointAction
+    from host.store import ResultsStore
+
+    old = {"pruning": [1.0, 0.5], "quantization": ["int8", "int8"], "fusion": ["none", "none"],
+           "distillation": {"temperature": 4.0, "alpha": 0.7}, "update": "bn_bias"}  # fmt: skip
+    with ResultsStore(tmp_path) as store:
+        cid = store.add_candidate(episode=0, config_key="k", actions=old, status="failed",
+                                  error="timeout")
+        loaded = store.get(cid.id).actions
+    assert loaded["update_scope"] == "bn_bias" and "update" not in loaded
+    joint = JointAction.from_dict(old)
+    assert joint.update_scope == "bn_bias"
+    # The key is computed from the stored names, so a pre-rename run still recognises it.
+    assert '"update":"bn_bias"' in joint.canonical_json()
+    assert JointAction.from_dict(loaded).config_key("m") == joint.config_key("m")

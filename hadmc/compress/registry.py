@@ -269,3 +269,14 @@ def action_series(
 def _inferred(title: str, values: list[Any]) -> Series:
     numeric = bool(values) and all(_is_number(v) for v in values)
     return Series(title, [float(v) for v in values] if numeric else values, numeric)
+
+
+# Pass names stored by earlier versions -> today's (``update`` became ``update_scope``: "update"
+# also meant PPO's update and the update's size).
+LEGACY_PASS_NAMES = {"update": "update_scope"}
+
+
+def renamed_pass_names(d: dict[str, Any]) -> dict[str, Any]:
+    """Stored actions ``d`` under today's pass names."""
+    return {(LEGACY_PASS_NAMES.get(k, k) if LEGACY_PASS_NAMES.get(k, k) not in d else k): v
+            for k, v in d.items()}  # fmt: skip

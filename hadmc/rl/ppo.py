@@ -367,7 +367,7 @@ class PPO:
         return value_loss(v_new, v_old, ret, clip)
 
     # ---- checkpointing --------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
+    def checkpoint_dict(self) -> dict[str, Any]:
         """Plain state dict (tensors, numbers, strings, lists) for ``torch.save``."""
         if len(self.buffer):
             raise RuntimeError("checkpoint between updates: the rollout buffer is not empty")
@@ -387,9 +387,9 @@ class PPO:
         }
 
     def save(self, path: str | Path) -> None:
-        torch.save(self.state(), Path(path))
+        torch.save(self.checkpoint_dict(), Path(path))
 
-    def load_state(self, path_or_state: str | Path | dict[str, Any]) -> None:
+    def load_checkpoint(self, path_or_state: str | Path | dict[str, Any]) -> None:
         """Restore a checkpoint into this object (same ActionSpec and obs_dim)."""
         s = path_or_state
         if not isinstance(s, dict):
@@ -418,5 +418,5 @@ class PPO:
         s = torch.load(Path(path), weights_only=True)
         spec = spec_from_data(s["action_spec"])
         obj = cls(int(s["obs_dim"]), spec, PPOConfig(**s["config"]), seed=int(s["seed"]))
-        obj.load_state(s)
+        obj.load_checkpoint(s)
         return obj

@@ -32,7 +32,13 @@ import numpy as np
 from hadmc.compress.passes.distillation_pass import DISTILLATION_INIT_RAW, map_distillation
 from hadmc.compress.passes.pruning_pass import KEEP_RATIOS
 from hadmc.compress.passes.quantization_pass import RUNTIME_PRECISIONS, precision_stages
-from hadmc.compress.registry import CompressionPass, StepContext, resolve_passes
+from hadmc.compress.registry import (
+    LEGACY_PASS_NAMES,
+    CompressionPass,
+    StepContext,
+    renamed_pass_names,
+    resolve_passes,
+)
 from hadmc.rl.policy import ActionSpec, HeadSpec
 from hadmc.search.observation import LastCandidate, ObservationEncoder
 
@@ -93,7 +99,7 @@ class JointAction:
 
     @property
     def update_scope(self) -> str:
-        return self.values["update"]
+        return self.values["update_scope"]
 
     @classmethod
     def uniform(
@@ -117,13 +123,18 @@ class JointAction:
         """Every pass of ``passes`` must be in ``d``; a key of a pass this caller does not
         know is kept as stored, so the configuration (and its key) stays the same."""
         known = resolve_passes(passes)
+        d = renamed_pass_names(d)
         values = {p.name: p.parse(d[p.name]) for p in known}
         values.update({k: v for k, v in d.items() if k not in values})
         return cls(values)
 
     def canonical_json(self) -> str:
-        """Stable text of the configuration: equal configurations give equal strings."""
-        return json.dumps(self.values, sort_keys=True, separators=(",", ":"))
+        """Stable text of the configuration: equal configurations give equal strings. A
+        renamed pass keys under its old name (``LEGACY_PASS_NAMES``), so that a configuration
+        keeps its config key, and a resumed or cached run still finds what it measured."""
+        old = {new: was for was, new in LEGACY_PASS_NAMES.items()}
+        values = {old.get(k, k): v for k, v in self.values.items()}
+        return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
     def config_key(self, model_hash: str, salt: str = "") -> str:
         """sha256 of model hash + canonical action JSON (+ anything else shaping the artifact)."""

@@ -13,7 +13,7 @@ not a trade-off. The relation, for minimised values (accuracy enters as -accurac
 
     a removes b  <=>  a_k <= b_k + tol_k(b) for every k
                       and (a_k < b_k - tol_k(b) for some k  or  a Pareto-dominates b)
-    tol_k(b) = NOISE_TOLERANCE[k] * |b_k|           (latency, memory, size, update, energy)
+    tol_k(b) = NOISE_TOLERANCE[k] * |b_k|           (latency, memory, size, update_size, energy)
     tol_acc  = accuracy_tolerance_points / 100      (absolute; default 0: the validation split
                                                      is fixed, so accuracy is exact)
 
@@ -90,7 +90,7 @@ REFERENCE_POINT: dict[str, float] = {
     "size": 2.0,
     "memory": 2.0,
     "energy": 2.0,
-    "update": 2.0,
+    "update_size": 2.0,
 }
 # Relative noise per minimised objective, used only for epsilon-dominance on the front.
 # Latency and peak memory vary by a few percent between identical measurements; size and update
@@ -101,7 +101,7 @@ NOISE_TOLERANCE: dict[str, float] = {
     "latency": 0.03,
     "memory": 0.03,
     "size": 0.0,
-    "update": 0.0,
+    "update_size": 0.0,
     "energy": 0.05,
 }
 ACCURACY_TOLERANCE_POINTS = 0.0
@@ -111,7 +111,7 @@ _ATTR = {
     "memory": "memory_mib",
     "size": "size_bytes",
     "energy": "energy_mj",
-    "update": "update_bytes",
+    "update_size": "update_bytes",
 }
 
 
@@ -127,7 +127,7 @@ def normalise(obj: Objectives, baseline: Objectives, names: Sequence[str]) -> li
     for name in names:
         if name == "accuracy":
             out.append(1.0 - obj.accuracy / baseline.accuracy)
-        elif name == "update":
+        elif name == "update_size":
             out.append((obj.update_bytes + 1.0) / (baseline.size_bytes + 1.0))
         else:
             value = getattr(obj, _ATTR[name])
@@ -193,7 +193,7 @@ class ParetoArchive:
         if baseline.accuracy <= 0:
             raise ValueError("baseline accuracy must be > 0 to normalise against it")
         for name in hv_objectives:
-            if name not in ("accuracy", "update"):
+            if name not in ("accuracy", "update_size"):
                 base = getattr(baseline, _ATTR[name])
                 if base is None or base <= 0:
                     raise ValueError(f"baseline {name} must be > 0 to normalise against it")
@@ -240,7 +240,7 @@ class ParetoArchive:
         )
 
     def _names(self) -> list[str]:
-        names = ["accuracy", "latency", "memory", "size", "update"]
+        names = ["accuracy", "latency", "memory", "size", "update_size"]
         if self._use_energy():
             names.append("energy")
         return names

@@ -58,7 +58,7 @@ Default weights (w_below; w_above = 4 x w_below), and why:
   models, so its ratio moves little; a small weight avoids rewarding noise.
 - energy -0.10 (above -0.40): mostly proportional to latency already; small so it is not
   counted twice, but it still separates candidates where utilisation differs.
-- update -0.05 (above -0.20): secondary goal (cheap OTA updates).
+- update_size -0.05 (above -0.20): secondary goal (cheap OTA updates).
 
 Size and update bytes are not counted twice. The bytes an OTA update sends, relative to
 shipping the baseline, factor exactly as::
@@ -101,7 +101,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "size": -0.10,
     "memory": -0.05,
     "energy": -0.10,
-    "update": -0.05,
+    "update_size": -0.05,
 }
 DEFAULT_WEIGHTS_ABOVE: dict[str, float] = {
     k: ABOVE_TARGET_FACTOR * w for k, w in DEFAULT_WEIGHTS.items()
@@ -282,7 +282,7 @@ def _targets(
         "latency": (candidate.latency_ms, lat_t),
         "memory": (candidate.memory_mib, mem_t),
         "size": (float(candidate.size_bytes), float(baseline.size_bytes)),
-        "update": (candidate.update_bytes + 1.0, candidate.size_bytes + 1.0),
+        "update_size": (candidate.update_bytes + 1.0, candidate.size_bytes + 1.0),
     }
     if (
         candidate.energy_mj is not None

@@ -1,4 +1,4 @@
-"""``update`` (the update-scope head): which weights the fine-tune may change.
+"""``update_scope`` (the update-scope head): which weights the fine-tune may change.
 
 Acts once, at the last step; the scopes are ``hadmc.compress.distill.UPDATE_SCOPES`` (BN and
 biases, the last layers, all). Everything outside the scope stays bit-identical.
@@ -12,13 +12,15 @@ from hadmc.compress.registry import Build, CompressionPass
 
 
 class UpdateScopePass(CompressionPass):
-    name = "update"  # the stored key; "update scope" in prose (not the PPO update)
+    # Not "update": that is PPO's update; the update's size is the objective "update_size".
+    # Runs stored before the rename call it "update" (read back by JointAction.from_dict).
+    name = "update_scope"
     order = 50
     per_group = False
     phase = "finetune"
     default_choice = "all"
     optuna_name = "update_scope"
-    plot_label = "scope"
+    plot_label = "weights the fine-tune changes"
 
     def choices(self, runtime: str) -> tuple[str, ...]:
         from hadmc.compress.distill import UPDATE_SCOPES
