@@ -19,7 +19,7 @@ from typing import Any
 
 from hadmc.device.hal import MeasureOptions
 from hadmc.search.reward import Limits
-from host.store import renamed_keys  # max_memory_mb: the name before it said MiB
+from host.legacy import renamed_keys  # max_memory_mb: the name before it said MiB
 
 # Fields that are never written to run_config.json: a secret, and how this machine runs.
 NOT_SAVED = ("token", "host_threads", "host_device", "json", "resume", "out")

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hadmc.compress.registry import renamed_pass_names
+from host.legacy import renamed_actions, renamed_keys
 
 SCHEMA_VERSION = 1
 DB_NAME = "results.sqlite"
@@ -157,30 +157,6 @@ def _dumps(value: Any, *, lenient: bool = False) -> str | None:
     if value is None:
         return None
     return json.dumps(value, sort_keys=True, allow_nan=False, default=str if lenient else None)
-
-
-# Keys written before the units said what they are ("MB" meant 2**20 bytes all along): read
-# under their new names, so runs and reports from before the rename still load and resume.
-LEGACY_KEYS = {
-    "memory_mb": "memory_mib",
-    "peak_memory_mb": "peak_memory_mib",
-    "max_memory_mb": "max_memory_mib",
-    "baseline_memory_mb": "baseline_memory_mib",
-    "ram_mb": "ram_mib",
-}
-
-
-def renamed_keys(value: Any) -> Any:
-    """``value`` with every dict key of ``LEGACY_KEYS`` renamed, at any depth."""
-    if isinstance(value, dict):
-        return {LEGACY_KEYS.get(k, k): renamed_keys(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [renamed_keys(v) for v in value]
-    return value
-
-
-def _actions(value: Any) -> Any:
-    return renamed_pass_names(value) if isinstance(value, dict) else value
 
 
 def _loads(text: str | None) -> Any:
@@ -342,7 +318,7 @@ class ResultsStore:
             id=row["id"],
             episode=row["episode"],
             config_key=row["config_key"],
-            actions=_actions(_loads(row["actions_json"])),
+            actions=renamed_actions(_loads(row["actions_json"])),
             metrics=_loads(row["metrics_json"]),
             objectives=_loads(row["objectives_json"]),
             provenance=_loads(row["provenance_json"]),
