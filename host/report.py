@@ -137,6 +137,28 @@ def latency_fields(metrics: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
+# More than half of a model's nodes on the CPU: the accelerator did not really run it, and its
+# latency says more about the fallback than about the accelerator (issue 14, provenance).
+MOSTLY_CPU_FALLBACK = 0.5
+
+
+def execution_fields(provenance: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Where a measurement ran: ``target`` ("<runtime>:<accelerator>"), the
+    ``execution_provider`` behind it, the ``provider_options`` passed, the
+    ``cpu_fallback_fraction`` of nodes the accelerator left to the CPU (None where the agent
+    did not profile placement: the CPU targets), and ``mostly_cpu_fallback`` when that share is
+    over ``MOSTLY_CPU_FALLBACK``."""
+    p = provenance or {}
+    fallback = p.get("cpu_fallback_fraction")
+    return {
+        "target": p.get("target") or None,
+        "execution_provider": p.get("execution_provider") or None,
+        "provider_options": p.get("provider_options") or {},
+        "cpu_fallback_fraction": fallback,
+        "mostly_cpu_fallback": fallback is not None and fallback > MOSTLY_CPU_FALLBACK,
+    }
+
+
 def _rel(run_dir: Path, path: Path) -> str:
     return path.resolve().relative_to(run_dir.resolve()).as_posix()
 
@@ -190,6 +212,7 @@ def _entry(c: Mapping[str, Any]) -> dict[str, Any]:
         "measurement_kind": c["measurement_kind"],
         **test_fields(c["metrics"]),
         **latency_fields(c["metrics"]),
+        **execution_fields(c.get("provenance")),
         "artifact_path": c["artifact_path"],
         "config_summary": c["config_summary"],
     }
@@ -288,6 +311,7 @@ def build(run_dir: str | Path) -> dict[str, Any]:
             "metrics": info["baseline"],
             "objectives": baseline and baseline.to_dict(),
             **test_fields(info["baseline"]),
+            **execution_fields((info["baseline"] or {}).get("provenance")),
         },
         "limits": dict(vars(limits)),
         "counts": {

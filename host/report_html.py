@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from host.report_rows import front_table
+from host.report_rows import front_table, ran_on
 
 
 class Raw(str):
@@ -179,7 +179,7 @@ def headline(report: Mapping[str, Any]) -> str:
     )
     facts = [
         ("device", dev),
-        ("runtime", runtime),
+        ("runs on", ran_on(chosen, str(runtime))),
         ("limits met", Raw(f"<ul>{''.join(limits)}</ul>") if limits else "none were set"),
         ("chosen by", chosen["rule"]),
         ("configuration", _config(chosen["config_summary"], long=True)),
@@ -224,8 +224,13 @@ def _front(report: Mapping[str, Any]) -> str:
         ("energy mJ", lambda f, r: r["energy_mj"], True),
         ("reward", lambda f, r: r["reward"], True),
         ("configuration", lambda f, r: _config(f["config_summary"]), False),
+        ("ran on", lambda f, r: ran_on(f), False),
         ("artifact", lambda f, r: _files(f), False),
     ]  # fmt: skip
+    if len({f.get("target") for f in by_id.values()}) <= 1 and all(
+        f.get("cpu_fallback_fraction") is None for f in by_id.values()
+    ):  # one target, no placement profiled: the headline says where, a column would repeat it
+        columns = [c for c in columns if c[0] != "ran on"]
     if all(f.get("test_accuracy") is None for f in by_id.values()):
         # Only when the search recorded one: a column of dashes says nothing.
         columns = [c for c in columns if c[0] != "test acc %"]

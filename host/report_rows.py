@@ -39,3 +39,17 @@ def front_table(report: Mapping[str, Any], which: str = "pareto_front") -> list[
             "artifact": str(f.get("pareto_path") or f.get("artifact_path") or "-"),
         })  # fmt: skip
     return rows
+
+
+def ran_on(entry: Mapping[str, Any], runtime: str = "") -> str:
+    """Where a front entry or the baseline was measured, in words: target, execution
+    provider, and the share of nodes the accelerator left to the CPU (flagged when most)."""
+    where = entry.get("target") or (f"{runtime} (default target)" if runtime else "-")
+    if entry.get("execution_provider"):
+        where += f" · {entry['execution_provider']}"
+    fallback = entry.get("cpu_fallback_fraction")
+    if fallback is not None:
+        where += f" · {100 * fallback:.0f} % of nodes on the CPU"
+        if entry.get("mostly_cpu_fallback"):
+            where += " ⚠ mostly CPU fallback"
+    return where
