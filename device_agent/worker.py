@@ -110,10 +110,8 @@ def _measure(req: dict[str, Any]) -> dict[str, Any]:
         m.run_budget(call, m.Budget(**req["budget"]), timing, on_window)
     except MemoryError:
         raise
-    except Exception as exc:  # runtime errors on these inputs (shape/type mismatch)
-        if _is_out_of_memory(exc):
-            return {"error": "out_of_memory", "message": f"inference ran out of memory: {exc}"}
-        return {"error": "invalid_request", "message": f"inference failed: {exc}"}
+    except Exception as exc:  # noqa: BLE001 - runtime errors on these inputs
+        return _inference_error(exc)
     stats = m.stats_ms(timing.latencies_ms)
     if window:
         power_out.update(
@@ -137,6 +135,15 @@ def _measure(req: dict[str, Any]) -> dict[str, Any]:
         "nodes_per_provider": placement,
         **meta,
     }
+
+
+def _inference_error(exc: Exception, prefix: str = "") -> dict[str, str]:
+    """The typed error of a runtime error during inference (shape or type mismatch with the
+    inputs, or memory); one place for the single and the paired measurement."""
+    if _is_out_of_memory(exc):
+        return {"error": "out_of_memory", "message": f"{prefix}inference ran out of memory: {exc}"}
+    message = f"{prefix}inference failed on these inputs: {exc}"
+    return {"error": "invalid_request", "message": message}
 
 
 PAIRED_POWER = {
@@ -177,20 +184,13 @@ def _measure_paired(
         try:
             ref_call = runtime.run(ref_handle, specs)
             ref_call()  # once, so that an error here names the reference, not the candidate
-        except Exception as exc:  # noqa: BLE001 - runtime errors (shape/type mismatch)
-            if _is_out_of_memory(exc):
-                return {"error": "out_of_memory", "message": f"the reference model: {exc}"}
-            return {
-                "error": "invalid_request",
-                "message": f"the reference model does not run on the candidate's inputs: {exc}",
-            }
+        except Exception as exc:  # noqa: BLE001 - runtime errors on these inputs
+            return _inference_error(exc, "the reference model: ")
         m.run_paired(call, ref_call, m.Budget(**req["budget"]), timing, ref)
     except MemoryError:
         raise
-    except Exception as exc:  # runtime errors on these inputs (shape/type mismatch)
-        if _is_out_of_memory(exc):
-            return {"error": "out_of_memory", "message": f"inference ran out of memory: {exc}"}
-        return {"error": "invalid_request", "message": f"inference failed: {exc}"}
+    except Exception as exc:  # noqa: BLE001 - runtime errors on these inputs
+        return _inference_error(exc)
     ratio, low, high = m.paired_ratio(timing.latencies_ms, ref.latencies_ms, ref.blocks)
     placement = runtime.placement(req["model_path"], backend, options, specs)
     out = asdict(timing)
