@@ -277,6 +277,9 @@ LEGACY_PASS_NAMES = {"update": "update_scope"}
 
 
 def renamed_pass_names(d: dict[str, Any]) -> dict[str, Any]:
-    """Stored actions ``d`` under today's pass names."""
-    return {(LEGACY_PASS_NAMES.get(k, k) if LEGACY_PASS_NAMES.get(k, k) not in d else k): v
-            for k, v in d.items()}  # fmt: skip
+    """Stored actions ``d`` under today's pass names (a key already under today's name wins)."""
+    out = dict(d)
+    for old, new in LEGACY_PASS_NAMES.items():
+        if old in out and new not in out:
+            out[new] = out.pop(old)
+    return out
