@@ -75,7 +75,10 @@ def measured_rows(run_dir: str) -> list[dict]:
         ).fetchall()
     finally:
         con.close()
-    return [{"id": i, "objectives": json.loads(o), "metrics": json.loads(m)} for i, o, m in rows]
+    from host.legacy import renamed_keys  # stores written before the MiB rename
+
+    return [{"id": i, "objectives": renamed_keys(json.loads(o)), "metrics": renamed_keys(json.loads(m))}
+            for i, o, m in rows]  # fmt: skip
 
 
 def _test_objectives(row: dict, common_latency_ms: float) -> dict:
@@ -177,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = p.parse_args(argv)
     strategies = [s for s in cfg.strategies.split(",") if s]
     if cfg.from_partial:
-        runs = [r for part in cfg.from_partial for r in json.loads(part.read_text())]
+        from host.legacy import renamed_keys  # partials written before the MiB rename
+
+        runs = [renamed_keys(r) for part in cfg.from_partial for r in json.loads(part.read_text())]
         done = {r["bench_strategy"] for r in runs}
         cfg.seeds = len({r["seed"] for r in runs})
         cfg.budget = max(r["budget"] for r in runs)  # the title's figures come from the runs
