@@ -149,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop serving when the process that started this agent exits (used by "
         "hadmc-host's local agent, so a killed host never leaves an agent behind)",
     )
+    p.add_argument(
+        "--kind",
+        default="",
+        metavar="KEY",
+        help="this board's kind, e.g. pi5 or jetson-orin (GetInfo's device_kind): a host "
+        "pools only boards of one kind unless told otherwise. Default: derived by the host "
+        "from arch, CPU model, cores and runtime versions",
+    )
     p.add_argument("--version", action="version", version=f"hadmc-device {__version__}")
     return p
 
@@ -254,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         max_queued_profiles=args.max_queued,
         max_upload_streams=max(1, args.max_upload_streams),
         upload_idle_timeout_s=args.upload_idle_timeout,
+        device_kind=args.kind.strip(),
     )
     opts = ServerOptions(
         host=args.host,

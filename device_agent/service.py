@@ -68,6 +68,7 @@ class AgentConfig:
     max_queued_profiles: int = 8  # waiting behind the one measuring; beyond: BUSY
     max_upload_streams: int = 8  # concurrent UploadChunks streams; beyond: BUSY
     upload_idle_timeout_s: float = 30.0  # a stream silent this long is ended
+    device_kind: str = ""  # --kind: the owner's label for this board's kind; "" = derived
 
     def limits(self) -> validation.Limits:
         return validation.Limits(
@@ -182,6 +183,7 @@ class DeviceAgentService(pb_grpc.DeviceAgentServicer):
             cache_used_bytes=self.store.used_bytes,
             cpu_governor=sysinfo.cpu_governor(self.config.sysfs_root),
             token_required=self.config.token_required,
+            device_kind=self.config.device_kind,
         )
         temp = sysinfo.cpu_temperature_c(self.config.sysfs_root)
         if temp is not None:

@@ -73,6 +73,7 @@ def device_info_to_dict(m: pb.DeviceInfo, address: str) -> dict[str, Any]:
         "cpu_governor": m.cpu_governor,
         "cpu_temperature_c": _opt(m, "cpu_temperature_c"),
         "token_required": m.token_required,
+        "device_kind": m.device_kind,
         "targets": [
             {
                 "target": t.target,

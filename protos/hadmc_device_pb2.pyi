@@ -118,7 +118,7 @@ class PowerSourceInfo(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., path: _Optional[str] = ..., readable: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class DeviceInfo(_message.Message):
-    __slots__ = ("agent_version", "hostname", "arch", "cpu_model", "cpu_cores_logical", "cpu_cores_physical", "memory_total_bytes", "memory_available_bytes", "os", "python_version", "runtimes", "power_sources", "max_model_bytes", "max_chunk_bytes", "cache_capacity_bytes", "cache_used_bytes", "cpu_governor", "cpu_temperature_c", "token_required", "targets")
+    __slots__ = ("agent_version", "hostname", "arch", "cpu_model", "cpu_cores_logical", "cpu_cores_physical", "memory_total_bytes", "memory_available_bytes", "os", "python_version", "runtimes", "power_sources", "max_model_bytes", "max_chunk_bytes", "cache_capacity_bytes", "cache_used_bytes", "cpu_governor", "cpu_temperature_c", "token_required", "targets", "device_kind")
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +139,7 @@ class DeviceInfo(_message.Message):
     CPU_TEMPERATURE_C_FIELD_NUMBER: _ClassVar[int]
     TOKEN_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_KIND_FIELD_NUMBER: _ClassVar[int]
     agent_version: str
     hostname: str
     arch: str
@@ -159,7 +160,8 @@ class DeviceInfo(_message.Message):
     cpu_temperature_c: float
     token_required: bool
     targets: _containers.RepeatedCompositeFieldContainer[TargetInfo]
-    def __init__(self, agent_version: _Optional[str] = ..., hostname: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_cores_logical: _Optional[int] = ..., cpu_cores_physical: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., memory_available_bytes: _Optional[int] = ..., os: _Optional[str] = ..., python_version: _Optional[str] = ..., runtimes: _Optional[_Iterable[_Union[RuntimeInfo, _Mapping]]] = ..., power_sources: _Optional[_Iterable[_Union[PowerSourceInfo, _Mapping]]] = ..., max_model_bytes: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., cache_capacity_bytes: _Optional[int] = ..., cache_used_bytes: _Optional[int] = ..., cpu_governor: _Optional[str] = ..., cpu_temperature_c: _Optional[float] = ..., token_required: _Optional[bool] = ..., targets: _Optional[_Iterable[_Union[TargetInfo, _Mapping]]] = ...) -> None: ...
+    device_kind: str
+    def __init__(self, agent_version: _Optional[str] = ..., hostname: _Optional[str] = ..., arch: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_cores_logical: _Optional[int] = ..., cpu_cores_physical: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., memory_available_bytes: _Optional[int] = ..., os: _Optional[str] = ..., python_version: _Optional[str] = ..., runtimes: _Optional[_Iterable[_Union[RuntimeInfo, _Mapping]]] = ..., power_sources: _Optional[_Iterable[_Union[PowerSourceInfo, _Mapping]]] = ..., max_model_bytes: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., cache_capacity_bytes: _Optional[int] = ..., cache_used_bytes: _Optional[int] = ..., cpu_governor: _Optional[str] = ..., cpu_temperature_c: _Optional[float] = ..., token_required: _Optional[bool] = ..., targets: _Optional[_Iterable[_Union[TargetInfo, _Mapping]]] = ..., device_kind: _Optional[str] = ...) -> None: ...
 
 class ChunkRef(_message.Message):
     __slots__ = ("sha256", "size_bytes")
