@@ -114,7 +114,7 @@ def _device_cells(r: FleetRow) -> list[str]:
         health,
         i.get("agent_version", "-"),
         i.get("arch", "-"),
-        i.get("cpu_model", "-"),
+        i.get("cpu_model", "-") + (f" (kind {i['device_kind']})" if i.get("device_kind") else ""),
         f"{i['cpu_cores_physical']}/{i['cpu_cores_logical']}" if i else "-",
         memory,
         runtimes or "-",

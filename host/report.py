@@ -26,6 +26,7 @@ from typing import Any
 
 from hadmc.search.pareto import ParetoArchive
 from hadmc.search.reward import Limits, Objectives
+from host.report_pool import pool_fields
 from host.report_rows import FRONT_COLUMNS, front_table  # noqa: F401 - public names
 from host.store import ResultsStore
 
@@ -213,6 +214,7 @@ def _entry(c: Mapping[str, Any]) -> dict[str, Any]:
         **test_fields(c["metrics"]),
         **latency_fields(c["metrics"]),
         **execution_fields(c.get("provenance")),
+        **pool_fields(c.get("provenance")),
         "artifact_path": c["artifact_path"],
         "config_summary": c["config_summary"],
     }

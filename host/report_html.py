@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from host.report_pool import pool_html
 from host.report_rows import front_table, ran_on
 
 
@@ -393,7 +394,9 @@ fastest first. ★ chosen model. Speedup and ratios are against the baseline bel
 {html.escape(str(hv.get("reference_point")))} ({html.escape(hv.get("normalisation", ""))}).</p>
 {_surrogate(report)}
 <h2>Baseline (uncompressed, same device)</h2>{_baseline(report)}
-<h2>Device</h2>{_kv(report["device"], "No device information was stored.")}
+<h2>Device</h2>{_kv({k: v for k, v in (report["device"] or {}).items() if k != "pool"},
+                    "No device information was stored.")}
+{pool_html(report)}
 <h2>Plots</h2>
 <p class="note">Static copies (plots/*.png) for print and docs.</p>
 {"".join(f"<h3>{PLOT_TITLES.get(n, n)}</h3>{img}" for n, img in imgs.items())}

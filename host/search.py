@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hadmc.device.hal import DeviceError
+from host.build_workers import BuildWorkersLost
 from host.errors import (
     EXIT_DEVICE,
     EXIT_INTERRUPTED,
@@ -37,18 +38,19 @@ from host.errors import (
     print_error_json,
 )
 from host.flags import flag_of
+from host.pool import PoolExhausted, open_pool, split_devices
 from host.search_args import FLAGS, _drop_points, add_search_arguments
 from host.search_config import SearchConfig
 
 _RESUMABLE = (
     "model weights data image_size mean std device runtime threads episodes episodes_per_update max_latency_ms "
     "max_accuracy_drop max_memory_mib strategy surrogate seed finetune_steps measure_runs "
-    "measure_seconds warmup_seconds"
+    "measure_seconds warmup_seconds allow_mixed_pool fleet_objective"
 ).split()
 
 # What --resume may change: where it measures and how long it runs (--token and --host-threads
 # are never saved). Everything else shapes the candidates and must stay as the run began.
-RESUME_OVERRIDES = ("device", "episodes")
+RESUME_OVERRIDES = ("device", "episodes", "allow_mixed_pool")
 # Exit codes: host.errors (also in --help and the README).
 __all__ = ["EXIT_DEVICE", "EXIT_INTERRUPTED", "EXIT_NO_MODEL", "EXIT_OK", "EXIT_USAGE",
            "_drop_points", "add_search_arguments", "run_search"]  # fmt: skip
@@ -117,11 +119,13 @@ def _resume(cfg: SearchConfig) -> tuple[SearchConfig, Path]:
     if refused:
         flags = ", ".join(flag_of(k, FLAGS) for k in refused)
         raise UsageError(
-            f"--resume {run_dir}: {flags} cannot change on resume (only --device, --token, "
+            f"--resume {run_dir}: {flags} cannot change on resume (only --device, --allow-mixed-pool, --token, "
             "--host-threads and --episodes can); start a new --out instead"
         )
     overrides = {k: v for k, v in given.items() if k in RESUME_OVERRIDES}
     resumed = saved.replace(token=cfg.token, host_threads=cfg.host_threads,
+                            host_workers=cfg.host_workers, ray=cfg.ray,
+                            ray_gpus_per_build=cfg.ray_gpus_per_build,
                             host_device=cfg.host_device, json=cfg.json,
                             resume=cfg.resume, out=str(run_dir), **overrides)  # fmt: skip
     if resumed.episodes < 1:
@@ -141,6 +145,10 @@ def _resolve_args(args: argparse.Namespace) -> tuple[SearchConfig, Path, bool]:
         raise UsageError("--finetune-steps must be >= 0")
     if cfg.host_threads is not None and cfg.host_threads < 1:
         raise UsageError("--host-threads must be >= 1")
+    if cfg.host_workers is not None and cfg.host_workers < 1:
+        raise UsageError("--host-workers must be >= 1")
+    if cfg.ray_gpus_per_build < 0 or (cfg.ray_gpus_per_build and not cfg.ray):
+        raise UsageError("--ray-gpus-per-build needs --ray and a share >= 0")
     from hadmc.host_compute import HostDeviceError, resolve_host_device
 
     try:
@@ -199,7 +207,15 @@ def _open_device(cfg: SearchConfig) -> tuple[Any, dict[str, Any]]:
     try:
         # Like `profile` and `devices`: $HADMC_TOKEN stands in for --token (and keeps the
         # token out of shell history and `ps`).
-        device = open_device(cfg.device, token=cfg.token or os.environ.get("HADMC_TOKEN"))
+        token = cfg.token or os.environ.get("HADMC_TOKEN")
+        addresses = split_devices(cfg.device)
+        if len(addresses) > 1:
+            device = open_pool(
+                addresses, lambda a: open_device(a, token=token),
+                allow_mixed=cfg.allow_mixed_pool, fleet_objective=cfg.fleet_objective,
+            )  # fmt: skip
+        else:
+            device = open_device(addresses[0] if addresses else None, token=token)
         return device, device.info()
     finally:
         client_log.setLevel(level)
@@ -250,7 +266,7 @@ def run_search(
             if not resumed:
                 guard.create(cfg)
             run = SearchRun(cfg, run_dir, device, info, resumed, hooks, passes)
-        except (UserModelError, DataError) as exc:
+        except (UserModelError, DataError, UsageError) as exc:
             guard.undo()
             return _fail(exc, json_out)
         except DeviceError as exc:
@@ -270,12 +286,21 @@ def run_search(
                       file=sys.stderr)  # fmt: skip
         try:
             summary = run.run()
+        except (PoolExhausted, BuildWorkersLost) as exc:
+            text = exc.message if isinstance(exc, PoolExhausted) else str(exc)
+            line = f"hadmc-host: {text.replace('DIR', str(run_dir))}"
+            print(line, file=sys.stderr)
+            if json_out:
+                print_error_json("unreachable", line.removeprefix("hadmc-host: "))
+            return EXIT_DEVICE
         except KeyboardInterrupt:
             hint = f"resume with: hadmc-host search --resume {run_dir}"
             return _interrupted(f"hadmc-host: interrupted; {hint}", json_out, resume=hint)
         run.finish(summary)
         return EXIT_OK if summary["best"] is not None else EXIT_NO_MODEL
     finally:
+        if run is not None:
+            run.close()  # build workers
         device.close()
         if run is not None and run.evaluator.device is not device:
             run.evaluator.device.close()  # a local agent restarted during the search

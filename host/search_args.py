@@ -98,8 +98,26 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     )
     a(
         "--device",
+        action="append",
+        metavar="ADDRESS",
         help="ip:port of a hadmc-device agent, or sim:<profile> (analytic estimate, "
-        "labelled simulated). Default: start a local agent on 127.0.0.1",
+        "labelled simulated). Default: start a local agent on 127.0.0.1. Repeat it (or give "
+        "A,B) for a pool of identical boards: candidates spread over them, one at a time "
+        "each, while the next ones are built",
+    )
+    a(
+        "--allow-mixed-pool",
+        action="store_true",
+        help="a pool of boards of different kinds (GetInfo: arch, CPU, cores, runtimes, or "
+        "the agent's --kind): every candidate is measured on one board of each kind, and "
+        "the front holds one model for the whole fleet",
+    )
+    a(
+        "--fleet-objective",
+        choices=("worst", "mean"),
+        default="worst",
+        help="with --allow-mixed-pool: a candidate's speed is its worst kind's (default: it "
+        "must be fast on every board it ships to) or the mean over kinds",
     )
     a(
         "--token",
@@ -128,6 +146,30 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="torch threads for fine-tuning and evaluation on this machine (default: all cores; "
         "lower it when the machine is shared, e.g. 1 beside other heavy work)",
+    )
+    a(
+        "--host-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="build (prune, fine-tune, export) N candidates of a round at once, in N worker "
+        "processes sharing the cores (default: one at a time, in this process)",
+    )
+    a(
+        "--ray",
+        default=None,
+        metavar="auto|local|ADDRESS",
+        help="build candidates as Ray actors: auto (the cluster this machine is in), local (a "
+        "Ray instance on this machine) or a cluster address (ray://head:10001); one actor per "
+        "cluster CPU unless --host-workers says. Needs the scale extra: pip install \"hadmc[scale]\"",
+    )
+    a(
+        "--ray-gpus-per-build",
+        type=float,
+        default=0.0,
+        metavar="G",
+        help="with --ray: the GPU share each build actor asks Ray for (e.g. 0.5); above 0 the "
+        "fine-tune runs on that GPU (default 0: CPU)",
     )
     a(
         "--host-device",

@@ -22,7 +22,8 @@ from hadmc.search.reward import Limits
 from host.legacy import renamed_keys  # max_memory_mb: the name before it said MiB
 
 # Fields that are never written to run_config.json: a secret, and how this machine runs.
-NOT_SAVED = ("token", "host_threads", "host_device", "json", "resume", "out")
+NOT_SAVED = ("token", "host_threads", "host_device", "host_workers", "ray", "ray_gpus_per_build",
+             "json", "resume", "out")
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,18 @@ class SearchConfig:
     image_size: int | None = None  # image folders
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
-    device: str | None = None
+    device: str | None = None  # one address, or a pool's addresses joined by ","
+    allow_mixed_pool: bool = False
+    fleet_objective: str = "worst"  # a mixed pool's latency: the worst kind's, or the mean
     token: str | None = None
     runtime: str = "onnxruntime"
     target: str | None = None  # "<runtime>:<accelerator>"; None: the runtime's CPU target
     threads: int = 1
     host_threads: int | None = None
     host_device: str = "auto"  # hadmc.host_compute: where host torch runs
+    host_workers: int | None = None  # candidates built at once in worker processes
+    ray: str | None = None  # "auto" | "local" | a cluster address: builds as Ray actors
+    ray_gpus_per_build: float = 0.0
     episodes: int = 16  # the budget: real candidates built and measured
     episodes_per_update: int = 4
     max_latency_ms: float | None = None
@@ -62,7 +68,10 @@ class SearchConfig:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SearchConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in vars(args).items() if k in names})
+        given = {k: v for k, v in vars(args).items() if k in names}
+        if isinstance(given.get("device"), list):  # --device repeated: a pool of boards
+            given["device"] = ",".join(given["device"]) or None
+        return cls(**given)
 
     def to_json(self) -> str:
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_SAVED}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from hadmc.search.env import EvalOutcome, JointAction
 from hadmc.search.observation import LastCandidate
 from hadmc.search.pareto import ParetoArchive
 from hadmc.search.reward import Objectives, RewardConfig, compute_reward
+from host.build_workers import BuildWorkersLost
 from host.store import CandidateRecord, ResultsStore
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,18 @@ class EvalContext:
 
 
 @dataclass
+class PendingMeasurement:
+    """A built candidate waiting for its device measurement (``CandidateEvaluator.measure``)."""
+
+    episode: int
+    key: str
+    actions: dict[str, Any]
+    built: BuiltCandidate
+    spec: ArtifactSpec
+    predicted: dict[str, Any] | None
+
+
+@dataclass
 class CandidateEvaluator:
     """Callable ``(JointAction, episode) -> EvalOutcome`` for ``CompressionEnv``."""
 
@@ -134,6 +148,9 @@ class CandidateEvaluator:
     cache_hits: int = 0
     on_measured: Callable[[CandidateRecord], None] | None = None  # test hook (stop after k)
     history: list[EvalOutcome] = field(default_factory=list)
+    # --host-workers / --ray: (joint, path stem) -> BuiltCandidate in a worker (host.build_workers)
+    builder: Callable[[JointAction, Path], BuiltCandidate] | None = None
+    _count_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def key(self, joint: JointAction) -> str:
         return joint.config_key(self.ctx.model_hash, self.ctx.key_salt)
@@ -156,14 +173,30 @@ class CandidateEvaluator:
     ) -> EvalOutcome:
         """``predicted``: the surrogate's figures for this candidate before it was measured,
         stored beside the real ones under ``metrics["predicted"]`` (labelled predicted)."""
+        job = self.prepare(joint, episode, predicted)
+        if isinstance(job, PendingMeasurement):
+            return self.finish(self.measure(job), cached=False)
+        return self.finish(*job)
+
+    # The three steps of __call__, apart so that a pool of boards can measure several built
+    # candidates at once (host.search_loop): prepare and finish run in the loop's thread,
+    # measure in any (it touches only the device and the store, which has its own lock).
+    def prepare(
+        self, joint: JointAction, episode: int, predicted: dict[str, Any] | None = None
+    ) -> tuple[CandidateRecord, bool] | PendingMeasurement:
+        """A store hit ``(record, True)``; a candidate that failed to build ``(record,
+        False)`` (stored); else the built candidate, to ``measure``."""
         key = self.key(joint)
         rec = self.store.get_by_key(key)
         if rec is not None:
+            return rec, True
+        return self._build(joint, episode, key, predicted)
+
+    def finish(self, rec: CandidateRecord, cached: bool) -> EvalOutcome:
+        """The outcome of a stored record; a measured one joins the archive."""
+        if cached:
             self.cache_hits += 1
-            out = self.outcome_of(rec, cached=True)
-        else:
-            rec = self._evaluate_new(joint, episode, key, predicted)
-            out = self.outcome_of(rec, cached=False)
+        out = self.outcome_of(rec, cached=cached)
         if rec.status == "measured" and rec.id not in self.archive:
             self.archive.add(rec.id, Objectives.from_metrics(rec.metrics or {}))
         self.history.append(out)
@@ -185,14 +218,14 @@ class CandidateEvaluator:
             self.device = self.reopen_device()
             raise
 
-    def _evaluate_new(
+    def _build(
         self, joint: JointAction, episode: int, key: str, predicted: dict[str, Any] | None
-    ) -> CandidateRecord:
+    ) -> tuple[CandidateRecord, bool] | PendingMeasurement:
         ctx = self.ctx
         stem = ctx.candidates_dir / key[:16]
         actions = joint.to_dict()
         try:
-            built = build_candidate(
+            built = self.builder(joint, stem) if self.builder is not None else build_candidate(
                 ctx.model,
                 ctx.data,
                 ctx.groups,
@@ -206,41 +239,56 @@ class CandidateEvaluator:
                 passes=ctx.passes,
                 host_device=ctx.host_device,
             )
+        except BuildWorkersLost:
+            raise
         except Exception as exc:  # noqa: BLE001 - a candidate that cannot be built is recorded
             log.exception("building candidate failed")
-            return self.store.add_candidate(
+            rec = self.store.add_candidate(
                 episode=episode,
                 config_key=key,
                 actions=actions,
                 status="failed",
                 error=f"build: {type(exc).__name__}: {exc}",
             )
+            return rec, False
         spec = artifact_spec(built, ctx.runtime)
+        return PendingMeasurement(episode, key, actions, built, spec, predicted)
+
+    def measure(self, job: PendingMeasurement) -> CandidateRecord:
+        """Measure a built candidate and store its row (measured, or failed on the device).
+        ``host.pool.PoolExhausted`` propagates: with no board left nothing is recorded, and
+        a resumed run measures the candidate then."""
+        from host.pool import PoolExhausted
+
+        ctx, spec = self.ctx, job.spec
         try:
-            self.measurements += 1
+            with self._count_lock:
+                self.measurements += 1
             m = self._measure(spec)
+        except PoolExhausted:
+            raise
         except DeviceError as exc:
             return self.store.add_candidate(
-                episode=episode,
-                config_key=key,
-                actions=actions,
+                episode=job.episode,
+                config_key=job.key,
+                actions=job.actions,
                 status="failed",
                 error=f"device: {exc}",
                 artifact_path=str(spec.path),
             )
         update_bytes = delta_bytes(chunk_file(spec.path), ctx.baseline_manifest)
-        metrics = metrics_of(built, m, update_bytes, ctx.baseline.latency_ms)
+        metrics = metrics_of(job.built, m, update_bytes, ctx.baseline.latency_ms)
         obj = Objectives.from_metrics(metrics)
         rb = compute_reward(obj, ctx.baseline, ctx.reward_config)
         metrics["feasible"] = rb.feasible
-        if predicted is not None:
-            metrics["predicted"] = predicted
+        if job.predicted is not None:
+            metrics["predicted"] = job.predicted
         metrics["violations"] = rb.violations
         metrics["reward_terms"] = rb.terms
         rec = self.store.add_candidate(
-            episode=episode,
-            config_key=key,
-            actions=actions,
+            episode=job.episode,
+            config_key=job.key,
+            actions=job.actions,
             metrics=metrics,
             objectives=obj.to_dict(),
             provenance={"device": m.device, **m.provenance},

@@ -75,6 +75,9 @@ def summary(run: Any) -> dict[str, Any]:
             "max_memory_mib": run.limits.max_memory_mib,
         },
         "surrogate": run.surrogate.report(),
+        # A pool of boards: each board's baseline, candidates measured, and the boards lost.
+        "pool": run.evaluator.device.describe() if hasattr(run.evaluator.device, "describe")
+        else None,
         "front": front,
         "best": None,
         # host.errors' words for exit 3: no working model at all, or none within the limits.
@@ -153,6 +156,9 @@ def finish(run: Any, summary: dict[str, Any]) -> None:
         assert src is not None
         best["path"] = run.store.relative(copy_artifact(src, run.run_dir / f"best.{run.ext}"))
     (run.run_dir / "surrogate.json").write_text(json.dumps(summary["surrogate"], indent=1))
+    if summary.get("pool"):  # the report reads the store: the pool as it ended, lost boards too
+        device = run.store.run_info()["device"] or {}
+        run.store.set_run(device={**device, "pool": summary["pool"]})
     try:
         from host.report import render
 

@@ -118,8 +118,16 @@ class SearchRun:
             self.model, self.data, run_dir / "baseline", runtime=args.runtime, threads=args.threads
         )
         stored = self.store.run_info()["baseline"]
+        pool = getattr(device, "measure_baselines", None)  # host.pool.DevicePool
+        if pool is not None:
+            # Every board measures the baseline, also on resume: a candidate's latency ratio
+            # is against its own board, and the report shows the spread between boards.
+            self._say(f"setup: the baseline on each of the {len(device.boards)} boards")
+            pool_baseline = pool(artifact_spec(baseline_built, args.runtime), options)
+            device_info = {**device_info, "pool": device.describe()}
         if stored is None:
-            m = device.measure(artifact_spec(baseline_built, args.runtime), options)
+            m = (pool_baseline if pool is not None
+                 else device.measure(artifact_spec(baseline_built, args.runtime), options))  # fmt: skip
             # update_bytes 0: the baseline is what is deployed, updating to it sends nothing.
             stored = metrics_of(baseline_built, m, update_bytes=0)
             self.store.set_run(
@@ -188,6 +196,18 @@ class SearchRun:
         self.evaluator = CandidateEvaluator(
             ctx, self.store, self.archive, device, reopen, on_measured=hooks.get("on_measured")
         )
+        from host.build_workers import BuildInputs, make_builders
+
+        self.builders = make_builders(cfg, BuildInputs(
+            model=self.model, data=self.data, groups=self.groups, runtime=args.runtime,
+            finetune_steps=args.finetune_steps, seed=args.seed, threads=args.threads,
+            teacher_logits=ctx.teacher_logits, passes=tuple(self.passes),
+            host_device=self.host_device, torch_threads=1,
+        ))  # fmt: skip
+        if self.builders is not None:
+            self.evaluator.builder = self.builders.build
+            self._say(f"setup: {self.builders.width} build workers"
+                      + (f" on Ray ({cfg.ray})" if cfg.ray else ""))  # fmt: skip
         self.surrogate = self._make_surrogate(example)
         self.use_surrogate = cfg.uses_surrogate
         self.strategy_label = cfg.strategy_label
@@ -322,9 +342,41 @@ class SearchRun:
 
     def evaluate(self, proposal: Proposal, episode: int) -> EvalOutcome:
         """One real candidate: the surrogate's prediction is made first and stored beside it."""
+        return self.evaluator(proposal.joint, episode, predicted=self.predicted(proposal))
+
+    def predicted(self, proposal: Proposal) -> dict[str, Any]:
         pred = self.surrogate.predict(proposal.joint).to_dict()
         pred["source"] = proposal.source
-        return self.evaluator(proposal.joint, episode, predicted=pred)
+        return pred
+
+    @property
+    def build_width(self) -> int:
+        """Candidates built at once: ``--host-workers`` / ``--ray`` workers, else 1."""
+        return self.builders.width if self.builders is not None else 1
+
+    def close(self) -> None:
+        if self.builders is not None:
+            self.builders.close()
+            self.builders = None
+
+    @property
+    def measure_width(self) -> int:
+        """Candidates measured at once: a pool's live boards, else 1."""
+        return int(getattr(self.evaluator.device, "concurrency", 1))
+
+    @property
+    def overlap_measurements(self) -> bool:
+        """Whether builds overlap measurements (``host.search_loop``): for a pool of boards,
+        and for one agent on another machine. Not for the embedded local agent, a sim: device
+        or one agent on loopback, which share this machine's cores with the fine-tunes."""
+        from host.pool import split_devices
+
+        addresses = split_devices(self.cfg.device)
+        if len(addresses) > 1:
+            return True
+        return bool(addresses) and not addresses[0].startswith("sim:") and not _is_loopback(
+            addresses[0]
+        )
 
     @property
     def ckpt_dir(self) -> Path:
@@ -341,3 +393,17 @@ class SearchRun:
         from host.search_outputs import finish
 
         finish(self, summary)
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    from host.devices import parse_address
+
+    host = parse_address(address)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: assume another machine

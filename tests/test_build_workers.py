@@ -1,0 +1,101 @@
+"""Candidates built in parallel (``--host-workers``, ``--ray``): the same candidates, in the
+same order, with the same episode numbers as a sequential run of the same seed, and artifacts
+the host wrote itself. Real worker processes, a real local agent, a real local Ray."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("hadmc.compress.pruning")
+
+from test_pool import user_files  # noqa: E402, F401 - the shared small model fixture
+
+from host.search import add_search_arguments, run_search  # noqa: E402
+from host.store import ResultsStore  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def _args(files: tuple[Path, Path], out: Path, *extra: str) -> argparse.Namespace:
+    model, data = files
+    parser = argparse.ArgumentParser()
+    add_search_arguments(parser)
+    return parser.parse_args([
+        "--model", str(model), "--data", str(data), "--out", str(out), "--strategy", "random",
+        "--episodes", "4", "--episodes-per-update", "4", "--finetune-steps", "2",
+        "--max-accuracy-drop", "none", "--num-runs", "5", "--min-secs", "0.05",
+        "--warmup-min-secs", "0", "--host-threads", "1", *extra,
+    ])  # fmt: skip
+
+
+def _rows(out: Path) -> list:
+    with ResultsStore(out) as store:
+        return store.candidates()
+
+
+@pytest.fixture(scope="module")
+def sequential(user_files, tmp_path_factory: pytest.TempPathFactory) -> list:  # noqa: F811
+    out = tmp_path_factory.mktemp("seq") / "run"
+    assert run_search(_args(user_files, out), {"quiet": True}) in (0, 3)
+    return _rows(out)
+
+
+def _same_as_sequential(rows: list, sequential: list) -> None:
+    assert [r.status for r in rows] == ["measured"] * 4, [r.error for r in rows]
+    assert [r.config_key for r in rows] == [r.config_key for r in sequential]
+    assert [r.episode for r in rows] == [r.episode for r in sequential]
+    for a, b in zip(rows, sequential, strict=True):
+        # One torch thread in both runs: the same fine-tune, so the same artifact accuracy.
+        assert a.metrics["accuracy"] == pytest.approx(b.metrics["accuracy"], abs=0.01)
+        assert a.metrics["size_bytes"] == pytest.approx(b.metrics["size_bytes"], rel=0.01)
+        assert Path(a.artifact_path).is_file()  # written by the host, where it belongs
+
+
+def test_host_workers_build_the_same_candidates(user_files, sequential, tmp_path: Path) -> None:  # noqa: F811
+    out = tmp_path / "run"
+    assert run_search(_args(user_files, out, "--host-workers", "2"), {"quiet": True}) in (0, 3)
+    _same_as_sequential(_rows(out), sequential)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["measured"] == 4 and summary["failed"] == 0
+
+
+def test_ray_builds_the_same_candidates(user_files, sequential, tmp_path: Path) -> None:  # noqa: F811
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        out = tmp_path / "run"
+        code = run_search(_args(user_files, out, "--ray", "auto", "--host-workers", "2"),
+                          {"quiet": True})  # fmt: skip
+        assert code in (0, 3)
+        _same_as_sequential(_rows(out), sequential)
+        # The actors were released at the end of the run: nothing of ours holds the CPUs.
+        import time
+
+        deadline = time.monotonic() + 20
+        while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ray.available_resources().get("CPU", 0) == pytest.approx(2)
+    finally:
+        ray.shutdown()
+
+
+def test_ray_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from host.build_workers import RayBuilders
+    from host.errors import UsageError
+
+    real = builtins.__import__
+
+    def no_ray(name, *a, **k):
+        if name == "ray":
+            raise ImportError("no ray")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(UsageError, match=r'pip install "hadmc\[scale\]"'):
+        RayBuilders(None, "auto", 1)  # type: ignore[arg-type]
