@@ -16,6 +16,8 @@ ROOT="${ROOT:-/var/tmp/hadmc-arm64}"
 PORT="${PORT:-50071}"
 SUITE="${SUITE:-bookworm}"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
+# The host side (models, hadmc-host) runs this checkout's code, installed or not.
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap qemu-user-static binfmt-support
@@ -31,10 +33,19 @@ WHEEL="$(cd "$ROOT/opt/dist" && ls hadmc-*-py3-none-any.whl)"
 
 mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# A host behind a TLS-inspecting proxy trusts its CA in the system bundle; the root must too,
+# or pip inside it fails with CERTIFICATE_VERIFY_FAILED.
+HOST_CA=/etc/ssl/certs/ca-certificates.crt
+CERT_OPT=""
+if [ -f "$HOST_CA" ]; then
+  cp "$HOST_CA" "$ROOT/etc/ssl/certs/hadmc-host-ca.crt"
+  cp "$HOST_CA" "$ROOT/etc/ssl/certs/ca-certificates.crt"  # where inherited *_CA_* variables point
+  CERT_OPT="--cert /etc/ssl/certs/hadmc-host-ca.crt"
+fi
 trap 'kill "${AGENT_PID:-0}" 2>/dev/null || true; umount "$ROOT/proc" 2>/dev/null || true' EXIT
 
 t0=$(date +%s)
-chroot "$ROOT" /bin/sh -c "python3 -m venv /opt/hadmc && /opt/hadmc/bin/pip install -q '/opt/dist/$WHEEL[device]'"
+chroot "$ROOT" /bin/sh -c "python3 -m venv /opt/hadmc && /opt/hadmc/bin/pip install -q $CERT_OPT '/opt/dist/$WHEEL[device]'"
 echo "device extra installed in $(( $(date +%s) - t0 )) s (emulated)"
 if chroot "$ROOT" /opt/hadmc/bin/python -c "import torch" 2>/dev/null; then
   echo "FAIL: torch is importable on the board" >&2
