@@ -102,12 +102,30 @@ def payload_of(inputs: BuildInputs) -> bytes:
 _WORKER_INPUTS: BuildInputs | None = None
 
 
-def _init_worker(payload: bytes) -> None:
+def _init_worker(payload: bytes, host_pid: int) -> None:
     global _WORKER_INPUTS
+    _exit_with_host(host_pid)  # first: the host may be killed while torch still imports
     import torch
 
     _WORKER_INPUTS = pickle.loads(payload)
     torch.set_num_threads(max(1, _WORKER_INPUTS.torch_threads))
+
+
+def _exit_with_host(host_pid: int, poll_s: float = 0.5) -> None:
+    """A host killed with SIGKILL runs no cleanup, and a pool worker blocked on its task queue
+    waits for ever (the workers hold the queue's write end themselves, so it never sees EOF):
+    a watcher thread ends the worker once its parent is no longer the host, as the local
+    agent's ``--exit-with-parent`` does. The host's pid comes from the host, not from
+    ``os.getppid()`` here, which is already 1 if the host died during the imports."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == host_pid:
+            time.sleep(poll_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-host", daemon=True).start()
 
 
 def _build_task(joint: JointAction, name: str) -> tuple[BuiltCandidate, bytes]:
@@ -122,7 +140,7 @@ class ProcessBuilders:
         self.width = int(workers)
         self._ex = ProcessPoolExecutor(
             self.width, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=(payload_of(inputs),),
+            initializer=_init_worker, initargs=(payload_of(inputs), os.getpid()),
         )  # fmt: skip
 
     def build(self, joint: JointAction, stem: Path) -> BuiltCandidate:

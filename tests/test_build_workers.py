@@ -99,3 +99,49 @@ def test_ray_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(UsageError, match=r'pip install "hadmc\[scale\]"'):
         RayBuilders(None, "auto", 1)  # type: ignore[arg-type]
+
+
+_CHILD = """
+import sys, argparse
+from host.search import add_search_arguments, run_search
+p = argparse.ArgumentParser(); add_search_arguments(p)
+sys.exit(run_search(p.parse_args(sys.argv[1:]), {"quiet": True}))
+"""
+
+
+def test_a_host_killed_with_sigkill_leaves_no_build_worker(user_files, tmp_path: Path) -> None:  # noqa: F811
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    out = tmp_path / "run"
+    cmd_args = [
+        "--model", str(user_files[0]), "--data", str(user_files[1]), "--out", str(out),
+        "--strategy", "random", "--episodes", "8", "--episodes-per-update", "4",
+        "--finetune-steps", "200", "--max-accuracy-drop", "none", "--host-workers", "2",
+    ]  # fmt: skip
+    repo = Path(__file__).resolve().parent.parent
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, *cmd_args], cwd=repo,
+                             env={**os.environ, "PYTHONPATH": str(repo)},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = psutil.Process(child.pid)
+    try:
+        deadline = time.monotonic() + 420
+        workers: list[psutil.Process] = []
+        while time.monotonic() < deadline and child.poll() is None:
+            kids = proc.children(recursive=True)
+            workers = [k for k in kids if "spawn_main" in " ".join(k.cmdline())]
+            if len(workers) >= 2:
+                break
+            time.sleep(0.2)
+        assert len(workers) >= 2, "the build workers never started"
+        everyone = proc.children(recursive=True)  # build workers and the local agent
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    gone, alive = psutil.wait_procs(everyone, timeout=30)
+    assert not alive, [p.cmdline()[:3] for p in alive]
