@@ -109,7 +109,7 @@ class DevicePool(Device):
 
     # -- Device ----------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        first = self._alive()[0] if self._alive() else self.boards[0]
+        first = next(iter(self._alive()), self.boards[0])
         out = dict(first.device.info())
         out["name"] = self.name
         out["pool"] = self.describe()
@@ -317,7 +317,9 @@ def open_pool(
     """Open every board (GetInfo checks each answers) and group them by kind."""
     if len(set(addresses)) != len(addresses):
         raise UsageError("a board is named twice in --device: each board measures once")
-    if any(a.startswith("sim:") or a in ("", "local") for a in addresses):
+    from host.devices import LOCAL_ALIASES
+
+    if any(a.startswith("sim:") or a in LOCAL_ALIASES for a in addresses):
         raise UsageError("a pool is made of agents (host:port); sim: and the local agent "
                          "measure alone")  # fmt: skip
     boards: list[Board] = []
