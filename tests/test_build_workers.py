@@ -109,9 +109,12 @@ sys.exit(run_search(p.parse_args(sys.argv[1:]), {"quiet": True}))
 """
 
 
-# How to recognise a build worker among the host's descendants, per builder kind: spawned pool
-# processes, or Ray's actor processes (their title is "ray::_RayBuilder...").
-_WORKER_MARK = {"--host-workers": "spawn_main", "--ray": "ray::_RayBuilder"}
+# Per builder kind: how to recognise a build worker among the host's descendants (spawned pool
+# processes, or Ray's actor processes titled "ray::_RayBuilder..."), and how long every
+# descendant may take to go. Ray's own node agents (RuntimeEnvAgent, DashboardAgent) notice
+# their raylet is gone on their own health check, measured here at 35-60 s; the build actors
+# go at once.
+_KINDS = {"--host-workers": ("spawn_main", 30), "--ray": ("ray::_RayBuilder", 90)}
 
 
 @pytest.mark.parametrize(
@@ -129,15 +132,15 @@ def test_a_host_killed_with_sigkill_leaves_no_build_worker(
 
     import psutil
 
+    if builders[0] == "--ray":
+        pytest.importorskip("ray")
+    mark, wait_s = _KINDS[builders[0]]
     out = tmp_path / "run"
     cmd_args = [
         "--model", str(user_files[0]), "--data", str(user_files[1]), "--out", str(out),
         "--strategy", "random", "--episodes", "8", "--episodes-per-update", "4",
         "--finetune-steps", "200", "--max-accuracy-drop", "none", *builders,
     ]  # fmt: skip
-    if builders[0] == "--ray":
-        pytest.importorskip("ray")
-    mark = _WORKER_MARK[builders[0]]
     repo = Path(__file__).resolve().parent.parent
     child = subprocess.Popen([sys.executable, "-c", _CHILD, *cmd_args], cwd=repo,
                              env={**os.environ, "PYTHONPATH": str(repo)},
@@ -157,10 +160,8 @@ def test_a_host_killed_with_sigkill_leaves_no_build_worker(
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
-    # Ray's own node agents (RuntimeEnvAgent, DashboardAgent) notice their raylet is gone on
-    # their own health check, measured here at 35-60 s; the build actors go at once. A zombie
-    # has exited (this sandbox's init may not reap it promptly).
-    gone, alive = psutil.wait_procs(everyone, timeout=90 if mark.startswith("ray") else 30)
+    # A zombie has exited (this sandbox's init may not reap it promptly).
+    gone, alive = psutil.wait_procs(everyone, timeout=wait_s)
     alive = [p for p in alive if _status(p) != psutil.STATUS_ZOMBIE]
     assert not alive, [_cmdline(p)[:3] for p in alive]
 
