@@ -280,7 +280,9 @@ def test_row6_unauthenticated_big_calls_are_not_buffered(tmp_path: Path) -> None
         with ThreadPoolExecutor(8) as pool:
             codes = list(pool.map(lambda _: call(), range(8)))
         assert set(codes) == {grpc.StatusCode.UNAUTHENTICATED}
-        assert rss_bytes(a.proc.pid) - rss0 < 60 * 2**20  # was +278 MiB
+        # +278 MiB with a unary denier; +11-63 MiB with gRPC's BDP-grown windows (load made
+        # the difference); +1.4 MiB with 64 KiB windows (server.py).
+        assert rss_bytes(a.proc.pid) - rss0 < 16 * 2**20
         small = pb.GetInfoRequest()
         info = a.stub().GetInfo(small, metadata=a.metadata(), timeout=5)
         assert info.token_required
