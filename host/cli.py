@@ -165,6 +165,13 @@ def _add_devices(sub: Any) -> None:
         formatter_class=HelpFormatter,
     )
     _add_device_access(p)
+    p.add_argument(
+        "--target",
+        default=None,
+        metavar="RUNTIME:ACCEL",
+        help="check that every device offers this execution target, e.g. onnxruntime:cuda: "
+        "a device that does not is failed with the reason and what it runs (exit 1)",
+    )
     p.set_defaults(handler=_cmd_devices)
 
 
@@ -318,7 +325,19 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     from host.fleet import describe_devices, row_json
     from host.fleet_tables import print_devices_table
 
+    target = getattr(args, "target", None)
+    if target and ":" not in target:
+        raise UsageError(f"--target {target}: name the runtime too, e.g. onnxruntime:{target}")
     rows = describe_devices(_devices_arg(args), _fleet_config(args))
+    if target:
+        from dataclasses import replace
+
+        from host.targets import target_problem
+
+        for i, r in enumerate(rows):
+            problem = target_problem(r.info or {}, target) if r.ok else ""
+            if problem:
+                rows[i] = replace(r, ok=False, error=problem, error_code="runtime_unavailable")
     if args.json:
         ok = all(r.ok for r in rows)
         print(json.dumps({"ok": ok, "devices": [row_json(r) for r in rows]}, indent=2))

@@ -106,3 +106,22 @@ def print_error_json(code: str, message: str, **extra: Any) -> None:
     """The ``--json`` answer of a command that failed before it had results."""
     print(json.dumps({"ok": False, "error_code": code, "error": message, **extra}, indent=2))
     sys.stdout.flush()
+
+
+def search_fail(
+    exc: BaseException | str, json_out: bool, code: str | None = None, status: int = EXIT_USAGE
+) -> int:
+    """One line on stderr (and the same as JSON on stdout under --json); returns ``status``."""
+    message = exc if isinstance(exc, str) else error_message(exc)
+    code = code or ("bad_input" if isinstance(exc, str) else error_code(exc))
+    print(f"hadmc-host search: error: {code}: {message}", file=sys.stderr)
+    if json_out:
+        print_error_json(code, message)
+    return status
+
+
+def search_interrupted(line: str, json_out: bool, **extra: Any) -> int:
+    print(line, file=sys.stderr)
+    if json_out:
+        print_error_json("interrupted", line.removeprefix("hadmc-host: "), **extra)
+    return EXIT_INTERRUPTED

@@ -97,6 +97,8 @@ def _device_cells(r: FleetRow) -> list[str]:
             ", ".join(i.get("runtimes", [])), "cpu (modelled)", "simulated", "-",
         ]  # fmt: skip
     health = "[green]serving" if r.healthy else f"[red]{r.error_code or 'unhealthy'}: {r.error}"
+    if r.healthy and not r.ok:  # serving, but failed a check (devices --target)
+        health = f"[yellow]serving; {r.error_code}: {r.error}"
     runtimes = ", ".join(
         f"{rt['runtime']} {rt['version']}" if rt["available"] else f"{rt['runtime']} (missing)"
         for rt in i.get("runtimes", [])

@@ -36,11 +36,14 @@ from host.errors import (
     error_code,
     error_message,
     print_error_json,
+    search_fail,
+    search_interrupted,
 )
 from host.flags import flag_of
 from host.pool import PoolExhausted, open_pool, split_devices
 from host.search_args import FLAGS, _drop_points, add_search_arguments
 from host.search_config import SearchConfig
+from host.targets import runtime_problem
 
 _RESUMABLE = (
     "model weights data image_size mean std device runtime threads episodes episodes_per_update max_latency_ms "
@@ -62,47 +65,9 @@ def _defaults() -> SearchConfig:
     return SearchConfig.from_args(parser.parse_args([]))
 
 
-def _fail(
-    exc: BaseException | str, json_out: bool, code: str | None = None, status: int = EXIT_USAGE
-) -> int:
-    """One line on stderr (and the same as JSON on stdout under --json); returns ``status``."""
-    message = exc if isinstance(exc, str) else error_message(exc)
-    code = code or ("bad_input" if isinstance(exc, str) else error_code(exc))
-    print(f"hadmc-host search: error: {code}: {message}", file=sys.stderr)
-    if json_out:
-        print_error_json(code, message)
-    return status
-
-
-def _interrupted(line: str, json_out: bool, **extra: Any) -> int:
-    print(line, file=sys.stderr)
-    if json_out:
-        print_error_json("interrupted", line.removeprefix("hadmc-host: "), **extra)
-    return EXIT_INTERRUPTED
-
-
-def _runtime_missing(info: dict[str, Any], runtime: str) -> str:
-    """Why the device cannot run ``runtime`` (GetInfo / the sim profile), '' when it can:
-    checked before the model is loaded, so a wrong --runtime costs seconds, not a setup."""
-    listed = info.get("runtimes") or (info.get("profile") or {}).get("runtimes") or []
-    names = []
-    for r in listed:
-        if isinstance(r, str):
-            names.append(r)
-            if r == runtime:
-                return ""
-        else:
-            if r.get("runtime") == runtime:
-                if r.get("available", True):
-                    return ""
-                why = r.get("unavailable_reason") or "not installed"
-                return (f"device {info.get('name') or info.get('address') or ''} cannot run "
-                        f"--runtime {runtime}: {why}")  # fmt: skip
-            if r.get("available", True):
-                names.append(str(r.get("runtime")))
-    if not listed:
-        return ""  # nothing reported: let the first measurement say
-    return f"--runtime {runtime} is not available on this device (it runs: {', '.join(names)})"
+# One line on stderr (+ JSON under --json) for a failed or interrupted search; the missing
+# runtime check: in host.errors and host.targets, shared with host.search_targets.
+_fail, _interrupted, _runtime_missing = search_fail, search_interrupted, runtime_problem
 
 
 def _resume(cfg: SearchConfig) -> tuple[SearchConfig, Path]:
@@ -159,7 +124,7 @@ def _resolve_args(args: argparse.Namespace) -> tuple[SearchConfig, Path, bool]:
         raise UsageError("--min-secs must be > 0 and --warmup-min-secs >= 0")
     if cfg.weights is not None and cfg.model is None:
         raise UsageError("--weights needs --model (the demo model brings its own weights)")
-    if cfg.target:
+    if cfg.target and cfg.target != "auto":
         from host.targets import parse_target
 
         cfg = cfg.replace(target=parse_target(cfg.target, cfg.runtime))
@@ -244,15 +209,35 @@ def run_search(
         return _fail(where + error_message(exc), json_out, code, EXIT_DEVICE)
     except ValueError as exc:  # a malformed address or an unknown sim: profile
         return _fail(exc, json_out)
+    try:
+        if cfg.target == "auto":
+            from host.search_targets import run_per_target
+
+            return run_per_target(cfg, run_dir, resumed, device, info, hooks or {}, passes,
+                                  search_one=search_on)  # fmt: skip
+        return search_on(cfg, run_dir, resumed, device, info, hooks or {}, passes)
+    finally:
+        device.close()
+
+
+def search_on(
+    cfg: SearchConfig,
+    run_dir: Path,
+    resumed: bool,
+    device: Any,
+    info: dict[str, Any],
+    hooks: dict[str, Any],
+    passes: Sequence[Any] | None = None,
+) -> int:
+    """One search on an open device (the caller closes it); returns the exit code."""
+    json_out = cfg.json
     missing = _runtime_missing(info, cfg.runtime)
     if not missing and cfg.target:
         from host.targets import target_problem
 
         missing = target_problem(info, cfg.target)
     if missing:
-        device.close()
         return _fail(missing, json_out, "runtime_unavailable")
-    hooks = hooks or {}
     if "on_device" in hooks:
         hooks["on_device"](device)
     guard = _RunDirGuard(run_dir, resumed)
@@ -301,6 +286,5 @@ def run_search(
     finally:
         if run is not None:
             run.close()  # build workers
-        device.close()
         if run is not None and run.evaluator.device is not device:
             run.evaluator.device.close()  # a local agent restarted during the search

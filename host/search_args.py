@@ -127,16 +127,20 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         "--runtime",
         choices=runtime_table.RUNTIME_NAMES,
         default="onnxruntime",
-        help="runtime on the device; decides the artifact (.onnx / .tflite) and the precisions "
-        "the quantization agent may choose (fp32/int8). Default: onnxruntime",
+        help="runtime on the device; decides the artifact (.onnx / .tflite). Default: "
+        "onnxruntime",
     )
     a(
         "--target",
         default=None,
-        metavar="RUNTIME:ACCEL",
+        metavar="RUNTIME:ACCEL|auto",
         help="execution target on the device for the baseline and every candidate, e.g. "
         "onnxruntime:cuda (`hadmc-host devices` lists them). Default: the runtime's CPU "
-        "target. Checked against the device before the model is loaded",
+        "target. Checked against the device before the model is loaded. The quantization "
+        "agent chooses among the precisions the target executes: fp32/int8 on CPU targets, "
+        "fp16 too on CUDA/TensorRT. 'auto': one search on every target the device offers, "
+        "--episodes split between them, one front naming each row's target, and speedups "
+        "also against the fastest fp32 target",
     )
     add_flag(parser, "--num-threads", "--threads", dest="threads", type=int, default=1,
              help="inference threads on the device (default 1)")  # fmt: skip

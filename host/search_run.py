@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hadmc.compress.distill import teacher_logits_for
-from hadmc.compress.passes.quantization_pass import RUNTIME_PRECISIONS
+from hadmc.compress.passes.quantization_pass import QuantizationPass
 from hadmc.compress.pruning import find_layer_groups, unprunable_groups
 from hadmc.compress.registry import CompressionPass, resolve_passes
 from hadmc.device.chunking import chunk_file
@@ -79,6 +79,20 @@ class SearchRun:
         # The compression passes (agents) of this run: the registry unless a caller passed
         # its own (a resumed run must be given the same ones).
         self.passes = resolve_passes(passes)
+        # The quantization head chooses among what the target really executes (GetInfo):
+        # fp32/int8 on CPU targets, plus fp16 on GPU ones (host.targets.search_precisions).
+        from host.targets import search_precisions
+
+        precisions = search_precisions(device_info, cfg.target, cfg.runtime)
+        self.passes = tuple(
+            QuantizationPass(precisions) if type(p) is QuantizationPass and p.precisions is None
+            else p for p in self.passes
+        )  # fmt: skip
+        quant = next((p for p in self.passes if p.name == "quantization"), None)
+        self.precisions = quant.choices(cfg.runtime) if quant is not None else precisions
+        if "fp16" in self.precisions:
+            self._say(f"setup: {cfg.target} executes {'/'.join(self.precisions)}; the "
+                      "quantization agent chooses among them")  # fmt: skip
         self.ext = ARTIFACT_EXT[args.runtime]
         self._say(
             "setup: model and data"
@@ -304,7 +318,7 @@ class SearchRun:
             surrogate=self.surrogate if self.use_surrogate else None,
             max_latency_ms=self.limits.max_latency_ms,
             runtime=args.runtime,
-            precisions=RUNTIME_PRECISIONS[args.runtime],
+            precisions=self.precisions,
             n_groups=len(self.groups),
             archive=self.archive,
         )

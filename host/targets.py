@@ -1,5 +1,5 @@
 """Execution targets on the host side: parse ``--target`` / ``--provider-option`` and check
-them against what the device's GetInfo says it has.
+them (and the runtime, ``runtime_problem``) against what the device's GetInfo says it has.
 
 A target is the device's key string ``"<runtime>:<accelerator>"`` (``device_agent.targets``
 holds the table; the host never imports it, it reads GetInfo). The precisions a target really
@@ -14,6 +14,30 @@ from typing import Any
 
 from host.errors import UsageError
 from protos.runtimes import DEFAULT_ACCELERATOR  # noqa: F401  (re-exported for host.cli)
+
+
+def runtime_problem(info: dict[str, Any], runtime: str) -> str:
+    """Why the device cannot run ``runtime`` (GetInfo / the sim profile), '' when it can:
+    checked before the model is loaded, so a wrong --runtime costs seconds, not a setup."""
+    listed = info.get("runtimes") or (info.get("profile") or {}).get("runtimes") or []
+    names = []
+    for r in listed:
+        if isinstance(r, str):
+            names.append(r)
+            if r == runtime:
+                return ""
+        else:
+            if r.get("runtime") == runtime:
+                if r.get("available", True):
+                    return ""
+                why = r.get("unavailable_reason") or "not installed"
+                return (f"device {info.get('name') or info.get('address') or ''} cannot run "
+                        f"--runtime {runtime}: {why}")  # fmt: skip
+            if r.get("available", True):
+                names.append(str(r.get("runtime")))
+    if not listed:
+        return ""  # nothing reported: let the first measurement say
+    return f"--runtime {runtime} is not available on this device (it runs: {', '.join(names)})"
 
 
 def parse_target(target: str | None, runtime: str) -> str:
@@ -62,6 +86,24 @@ def target_precisions(info: dict[str, Any], target: str) -> tuple[str, ...]:
         if t["target"] == target:
             return tuple(t.get("precisions") or ())
     return ("fp32", "int8")
+
+
+def search_precisions(info: dict[str, Any], target: str | None, runtime: str) -> tuple[str, ...]:
+    """The quantization agent's choices for a search on ``target``: what GetInfo says the
+    target executes, kept to what ``runtime``'s exporter builds (no fp16 .tflite), in the
+    runtime's order. No target: the runtime's CPU precisions."""
+    from hadmc.compress.passes.quantization_pass import EXPORT_PRECISIONS, RUNTIME_PRECISIONS
+
+    if not target:
+        return RUNTIME_PRECISIONS[runtime]
+    executes = target_precisions(info, target)
+    found = tuple(p for p in EXPORT_PRECISIONS[runtime] if p in executes)
+    if not found:
+        raise UsageError(
+            f"{target} executes {'/'.join(executes) or 'nothing'} and the {runtime} exporter "
+            f"builds {'/'.join(EXPORT_PRECISIONS[runtime])}: there is nothing to search over"
+        )
+    return found
 
 
 def is_fp16_onnx(path: Path) -> bool:

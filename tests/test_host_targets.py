@@ -88,3 +88,19 @@ def test_target_parsing_and_checks() -> None:
     assert "no CUDA EP" in target_problem(info, "onnxruntime:cuda")
     assert "available: onnxruntime:cpu" in target_problem(info, "onnxruntime:cuda")
     assert target_problem({}, "onnxruntime:cuda") == ""  # an older agent: the run will say
+
+
+def test_devices_target_check(capsys) -> None:  # noqa: ANN001
+    import onnxruntime as ort
+
+    code, out, _ = _cli(capsys, "devices", "--json", "--target", "onnxruntime:cpu")
+    assert code == 0 and json.loads(out)["devices"][0]["ok"]
+    code, _, err = _cli(capsys, "devices", "--target", "cuda")
+    assert code == 2 and "name the runtime too, e.g. onnxruntime:cuda" in err
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        return
+    code, out, _ = _cli(capsys, "devices", "--json", "--target", "onnxruntime:cuda")
+    row = json.loads(out)["devices"][0]
+    assert code == 1 and not row["ok"] and row["healthy"]  # serving, but not that target
+    assert row["error_code"] == "runtime_unavailable"
+    assert "onnxruntime:cuda is not available" in row["error"] and "onnxruntime:cpu" in row["error"]

@@ -33,6 +33,13 @@ PER_GROUP_PRECISION: dict[str, bool] = {
     r.name: r.per_group_precision for r in runtime_table.TABLE
 }
 MAX_PRECISION_STAGES = 4
+# What each runtime's exporter can build (hadmc.compress.onnx_export / tflite_export): a
+# target's fp16 is offered only where an fp16 artifact exists (LiteRT's GPU delegate runs an
+# fp32 .tflite at fp16 itself, so there it is not a separate choice).
+EXPORT_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "onnxruntime": ("fp32", "fp16", "int8"),
+    "litert": ("fp32", "int8"),
+}
 
 
 def precision_stages(n_groups: int, runtime: str) -> list[int]:
@@ -48,6 +55,10 @@ def _frac_int8(precisions: Sequence[str], macs_share: Sequence[float]) -> float:
 
 
 class QuantizationPass(CompressionPass):
+    """``precisions``: what the execution target really runs (GetInfo's target row, e.g.
+    fp32/fp16/int8 on ``onnxruntime:cuda``), kept to what the runtime's exporter can build;
+    None: the runtime's CPU precisions (``RUNTIME_PRECISIONS``)."""
+
     name = "quantization"
     order = 20
     phase = "export"
@@ -55,8 +66,13 @@ class QuantizationPass(CompressionPass):
     optuna_name = "precision"
     plot_label = "precision"
 
+    def __init__(self, precisions: Sequence[str] | None = None) -> None:
+        self.precisions = tuple(precisions) if precisions else None
+
     def choices(self, runtime: str) -> tuple[str, ...]:
-        return RUNTIME_PRECISIONS[runtime]
+        if self.precisions is None:
+            return RUNTIME_PRECISIONS[runtime]
+        return tuple(p for p in self.precisions if p in EXPORT_PRECISIONS[runtime])
 
     def units(self, n_groups: int, runtime: str) -> list[int]:
         return precision_stages(n_groups, runtime)
@@ -71,8 +87,15 @@ class QuantizationPass(CompressionPass):
         n_int8 = sum(p == "int8" for p in value)
         if PER_GROUP_PRECISION[build.runtime]:
             if n_int8 == 0:
-                build.export.update(precision="fp32")
+                # fp16 (a GPU target's choice) is a whole-graph conversion: the model is fp16
+                # when most groups chose it, else fp32. fp16/fp32 islands would each pay a
+                # Cast pair, as int8/float islands pay Q/DQ (module docstring).
+                n_fp16 = sum(p == "fp16" for p in value)
+                build.export.update(precision="fp16" if n_fp16 * 2 >= len(value) > 0 else "fp32")
                 return
+            # int8 present: static QDQ; the other groups' modules stay float32 (a mixed
+            # artifact; an fp16 choice beside int8 is built as fp32, and the stored
+            # artifact precision says "mixed").
             # int8 with static QDQ; the fp32 groups' modules stay float (a mixed artifact).
             float_modules = [
                 name
