@@ -54,6 +54,7 @@ def run_one(strategy: str, seed: int, cfg: argparse.Namespace, out: Path) -> dic
         "--out", str(out), "--episodes", str(cfg.budget),
         "--episodes-per-update", str(cfg.per_round), "--finetune-steps", str(cfg.finetune_steps),
         "--min-secs", str(cfg.measure_seconds), "--warmup-min-secs", "0.2",
+        "--demo", cfg.demo,
     ]  # fmt: skip
     if cfg.device:
         argv += ["--device", cfg.device]
@@ -172,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--measure-seconds", type=float, default=0.5)
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--device", default=None, help="as hadmc-host search --device (default local)")
+    p.add_argument("--demo", choices=("standard", "tiny"), default="standard",
+                   help="the built-in demo (results up to 2026-12-02 ran on today's 'tiny')")
     p.add_argument("--work-dir", type=Path, default=ROOT / "outputs" / "bench-search")
     p.add_argument("--results-dir", type=Path, default=RESULTS)
     p.add_argument("--from-partial", type=Path, nargs="+", default=None, metavar="JSON",

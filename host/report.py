@@ -324,7 +324,9 @@ def build(run_dir: str | Path) -> dict[str, Any]:
         },
         # The search's surrogate: predicted-figure quality (label "predicted"), from
         # surrogate.json when the search wrote one.
-        "surrogate": _surrogate(run_dir),
+        "surrogate": _run_file(run_dir, "surrogate.json"),
+        # Stages the device measured slower with int8, kept float (host.int8_probe).
+        "int8_probe": _run_file(run_dir, "int8_probe.json"),
         "candidates": cands,
         "pareto_front": analysis["front"],
         "chosen": analysis["chosen"],
@@ -340,10 +342,11 @@ def build(run_dir: str | Path) -> dict[str, Any]:
     }
 
 
-def _surrogate(run_dir: Path) -> dict[str, Any] | None:
+def _run_file(run_dir: Path, name: str) -> dict[str, Any] | None:
+    """A JSON file the search wrote into the run directory, or None."""
     import json
 
-    path = run_dir / "surrogate.json"
+    path = run_dir / name
     if not path.is_file():
         return None
     try:

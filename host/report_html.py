@@ -344,6 +344,21 @@ def _surrogate(report: Mapping[str, Any]) -> str:
     )
 
 
+def _int8_probe(report: Mapping[str, Any]) -> str:
+    """The setup probe: int8 per precision stage, measured paired with the baseline."""
+    probe = report.get("int8_probe")
+    if not probe or not probe.get("timings"):
+        return ""
+    rows = {
+        ("every stage int8" if t["float_stage"] is None else f"stage {t['float_stage']} float"):
+        f"{1 / t['latency_ratio']:.2f}x fp32"
+        for t in probe["timings"]
+    }
+    kept = ", ".join(map(str, probe.get("excluded_stages") or [])) or "none"
+    return ("<h2>int8 probe (setup, measured)</h2><p class=\"note\">Stages kept float because "
+            f"int8 was slower there on this device: {html.escape(kept)}.</p>" + _kv(rows, "-"))
+
+
 def page(report: Mapping[str, Any], png: Mapping[str, bytes], interactive: str | None) -> str:
     """The whole page. ``interactive``: the plotly div (``host.report_interactive``) or None,
     in which case the static Pareto PNG stands in and the reason is shown."""
@@ -393,6 +408,7 @@ fastest first. ★ chosen model. Speedup and ratios are against the baseline bel
 {html.escape(", ".join(hv.get("objectives", [])))}, reference point
 {html.escape(str(hv.get("reference_point")))} ({html.escape(hv.get("normalisation", ""))}).</p>
 {_surrogate(report)}
+{_int8_probe(report)}
 <h2>Baseline (uncompressed, same device)</h2>{_baseline(report)}
 <h2>Device</h2>{_kv({k: v for k, v in (report["device"] or {}).items() if k != "pool"},
                     "No device information was stored.")}

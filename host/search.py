@@ -46,8 +46,8 @@ from host.search_config import SearchConfig
 from host.targets import runtime_problem
 
 _RESUMABLE = (
-    "model weights data image_size mean std device runtime threads episodes episodes_per_update max_latency_ms "
-    "max_accuracy_drop max_memory_mib strategy surrogate seed finetune_steps measure_runs "
+    "model demo weights data image_size mean std device runtime threads episodes episodes_per_update max_latency_ms "
+    "max_accuracy_drop max_memory_mib strategy surrogate int8_probe seed finetune_steps measure_runs "
     "measure_seconds warmup_seconds allow_mixed_pool fleet_objective"
 ).split()
 
@@ -122,6 +122,8 @@ def _resolve_args(args: argparse.Namespace) -> tuple[SearchConfig, Path, bool]:
         raise UsageError(str(exc)) from None
     if cfg.measure_seconds <= 0 or cfg.warmup_seconds < 0:
         raise UsageError("--min-secs must be > 0 and --warmup-min-secs >= 0")
+    if cfg.model is not None and cfg.demo != "standard":
+        raise UsageError("--demo chooses the built-in demo and cannot go with --model")
     if cfg.weights is not None and cfg.model is None:
         raise UsageError("--weights needs --model (the demo model brings its own weights)")
     if cfg.target and cfg.target != "auto":

@@ -65,6 +65,14 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         "scikit-learn digits, trained once and cached, ~2 min)",
     )
     a(
+        "--demo",
+        choices=("standard", "tiny"),
+        default="standard",
+        help="which built-in demo runs without --model: 'standard', 48x48 digits (fp32 about "
+        "2.6 ms on a 2-core x86 CPU, where compression shows), or 'tiny', 32x32 (about 1.1 ms; "
+        "fast tries and tests). Default: standard",
+    )
+    a(
         "--weights",
         metavar="STATE_DICT.pt",
         help="trained weights for --model: a state_dict saved with "
@@ -240,6 +248,15 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         "call and take its latency as (its p50 / the baseline's p50 in that window) x the "
         "baseline's p50 at setup, so a board whose speed drifts (load, clock, heat) moves "
         "both alike; costs about twice the measuring window. off: time candidates alone",
+    )
+    a(
+        "--int8-probe",
+        choices=("on", "off"),
+        default="on",
+        help="on (default): at setup, time the unpruned model at int8 in every precision stage "
+        "and with each stage left float, paired with the baseline (one measurement per stage "
+        "+ 1), and keep float the stages whose int8 is slower on this device, so no candidate "
+        "pays for int8 that loses there (onnxruntime, real devices, --paired-latency on)",
     )
     a(
         "--seed",

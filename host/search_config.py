@@ -31,6 +31,7 @@ class SearchConfig:
     """One search (every field is a ``hadmc-host search`` flag of the same name)."""
 
     model: str | None = None
+    demo: str = "standard"  # the built-in demo without --model (hadmc.models.DEMOS)
     weights: str | None = None  # a state_dict for the --model factory
     data: str | None = None
     image_size: int | None = None  # image folders
@@ -55,6 +56,7 @@ class SearchConfig:
     max_memory_mib: float | None = None
     strategy: str = "ppo"
     surrogate: str = "on"
+    int8_probe: str = "on"  # measure which stages lose with int8 at setup (host.int8_probe)
     paired_latency: str = "on"  # candidates timed interleaved with the baseline (--paired-latency)
     seed: int = 0
     finetune_steps: int = 20
@@ -85,6 +87,10 @@ class SearchConfig:
         # Runs saved before --paired-latency existed timed candidates alone: a resumed one
         # keeps doing so, so that its candidates stay comparable with each other.
         saved.setdefault("paired_latency", "off")
+        # Runs saved before --demo existed ran today's "tiny" demo (32x32).
+        saved.setdefault("demo", "tiny")
+        # ... and without the int8 probe: their candidates keep their precisions.
+        saved.setdefault("int8_probe", "off")
         return cls(**{**saved, **overrides})
 
     def replace(self, **changes: Any) -> SearchConfig:

@@ -75,6 +75,7 @@ def summary(run: Any) -> dict[str, Any]:
             "max_memory_mib": run.limits.max_memory_mib,
         },
         "surrogate": run.surrogate.report(),
+        "int8_probe": json.loads(run.int8_probe.to_json()) if run.int8_probe else None,
         # A pool of boards: each board's baseline, candidates measured, and the boards lost.
         "pool": run.evaluator.device.describe() if hasattr(run.evaluator.device, "describe")
         else None,

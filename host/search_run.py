@@ -96,11 +96,12 @@ class SearchRun:
         self.ext = ARTIFACT_EXT[args.runtime]
         self._say(
             "setup: model and data"
-            + (" (the demo trains on first use, 1-2 min, then is cached)" if not args.model else "")
+            + (" (the demo trains on first use, 1-3 min, then is cached)" if not args.model else "")
         )
         self.model, self.data, self.model_label = load_model_and_data(
             args.model, args.data, seed=args.seed, progress=not hooks.get("quiet"),
             weights=args.weights, image_size=cfg.image_size, mean=cfg.mean, std=cfg.std,
+            demo=cfg.demo,
         )  # fmt: skip
         if getattr(self.data, "files", None):  # an image folder split here: keep the split
             (run_dir / "data_splits.json").write_text(json.dumps(
@@ -168,6 +169,11 @@ class SearchRun:
                 flush=True,
             )
 
+        from host.int8_probe import probe_for_search
+
+        # Stages whose int8 is slower on this device stay float in every candidate.
+        self.int8_probe, self.passes = probe_for_search(
+            self, device, device_info, options, artifact_spec(baseline_built, args.runtime))
         self.sensitivity_table = self._sensitivity_table(example)
         # The state's per-group sensitivity: the drop at keep 0.5 (a column of the table).
         sensitivity = [row[SENSITIVITY_KEEPS.index(0.5)] for row in self.sensitivity_table]

@@ -131,6 +131,7 @@ def load_model_and_data(
     image_size: int | None = None,
     mean: Any = None,
     std: Any = None,
+    demo: str = "standard",
 ) -> tuple[Any, Any, str]:
     """(model, DataSplits, label). No model: the demo (trained once, cached). ``data_path``:
     an .npz file, an image folder, or ``pkg.module:factory`` (``hadmc.image_folder``)."""
@@ -141,8 +142,9 @@ def load_model_and_data(
     if model_spec is None:
         if data_path is not None:
             raise UserModelError("--data needs --model (the demo model brings its own data)")
-        model, data = load_demo(seed=seed, progress=progress)
-        return model.eval(), data, f"demo:{DEMO_MODEL}"
+        model, data = load_demo(seed=seed, progress=progress, demo=demo)
+        size = data.input_shape[-1]
+        return model.eval(), data, f"demo:{DEMO_MODEL} ({demo}, {size}x{size})"
     if data_path is None:
         raise UserModelError(
             "--model needs --data: file.npz (x_train, y_train, x_val, y_val), an image folder, "

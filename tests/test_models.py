@@ -13,6 +13,7 @@ import torch
 from hadmc.data import DIGITS_DATA_VERSION, load_digits_splits
 from hadmc.models import (
     DEMO_MODEL,
+    DEMOS,
     DemoConfig,
     build_model,
     default_cache_dir,
@@ -95,7 +96,7 @@ def test_demo_accuracy_and_cache(demo) -> None:
     # Measured 97.96% val / 96.93% test (98.7% on the test originals, 96.5% on the copies);
     # a point of slack for other CPUs' kernels.
     assert val_acc >= 0.96 and test_acc >= 0.95
-    key = DemoConfig(seed=0).key()
+    key = DemoConfig(seed=0, image_size=DEMOS["tiny"]).key()
     weights = default_cache_dir() / f"{key}.pt"
     assert weights.is_file()
     meta = json.loads(weights.with_suffix(".json").read_text())
@@ -105,6 +106,15 @@ def test_demo_accuracy_and_cache(demo) -> None:
     assert meta["split_sizes"] == {"train": 1898, "val": 1350, "calib": 128, "test": 2250}
     lo, hi = meta["test_accuracy_ci95"]
     assert lo < test_acc < hi and hi - lo < 0.03  # 2,250 images: a tight interval
-    again, _ = load_demo(progress=False)  # from the cache: same weights, no training
+    again, _ = load_demo(progress=False, demo="tiny")  # from the cache: same weights, no training
     a, b = model.state_dict(), again.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_demos_differ_in_input_size_and_cache_key() -> None:
+    assert DEMOS == {"standard": 48, "tiny": 32}
+    keys = {DemoConfig(seed=0, image_size=size).key() for size in DEMOS.values()}
+    assert len(keys) == 2  # never one demo's weights for the other
+    assert DemoConfig(seed=0).key() == DemoConfig(seed=0, image_size=DEMOS["tiny"]).key()
+    with pytest.raises(ValueError, match="unknown demo 'huge'"):
+        load_demo(demo="huge")

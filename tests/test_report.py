@@ -21,7 +21,7 @@ from host.store import ResultsStore
 TOP_KEYS = {
     "schema_version", "generated_at", "run_dir", "simulated", "run", "device", "baseline",
     "limits", "counts", "candidates", "pareto_front", "chosen", "hypervolume", "plots",
-    "provenance", "interactive", "surrogate", "unprunable_groups",
+    "provenance", "interactive", "surrogate", "unprunable_groups", "int8_probe",
 }  # fmt: skip
 BASELINE = {"accuracy": 0.97, "latency_ms_p50": 4.0, "peak_memory_mib": 40.0, "energy_mj": 14.0,
             "energy_status": "simulated", "size_bytes": 400_000, "update_bytes": 400_000,

@@ -50,3 +50,21 @@ def test_measure_options_and_key_salt() -> None:
     # The exact text of earlier runs, so their stores stay valid caches.
     assert cfg.key_salt() == "onnxruntime|ft=7|seed=5|t=2"
     assert cfg.key_salt() != cfg.replace(seed=6).key_salt()
+
+
+def test_demo_flag_defaults_and_older_runs() -> None:
+    import pytest
+
+    from host.errors import UsageError
+    from host.search import _resolve_args
+
+    assert _cfg().demo == "standard" and _cfg("--demo", "tiny").demo == "tiny"
+    saved = json.loads(_cfg("--demo", "tiny").to_json())
+    assert SearchConfig.from_json(json.dumps(saved)).demo == "tiny"
+    # A run saved before --demo existed ran the 32x32 demo, today's "tiny": it resumes on it.
+    del saved["demo"]
+    assert SearchConfig.from_json(json.dumps(saved)).demo == "tiny"
+    p = argparse.ArgumentParser()
+    add_search_arguments(p)
+    with pytest.raises(UsageError, match="--demo chooses the built-in demo"):
+        _resolve_args(p.parse_args(["--model", "m.pt", "--data", "d.npz", "--demo", "tiny"]))

@@ -63,6 +63,8 @@ def _args(user_files: tuple[Path, Path], out: Path, *extra: str) -> argparse.Nam
             "--episodes", "3", "--episodes-per-update", "2", "--finetune-steps", "2",
             "--max-accuracy-drop", "none",
             "--num-runs", "5", "--min-secs", "0.05", "--warmup-min-secs", "0",
+            # The int8 probe's 4-5 setup measurements have their own test (test_int8_probe).
+            "--int8-probe", "off",
             *extra,
         ]
     )  # fmt: skip

@@ -72,6 +72,7 @@ def test_third_party_model_searches_end_to_end(
         "--strategy", "random", "--surrogate", "off", "--episodes", "2", "--finetune-steps", "1",
         "--max-accuracy-drop", "none", "--num-runs", "5", "--min-secs", "0.05",
         "--warmup-min-secs", "0", "--host-threads", "1",
+        "--int8-probe", "off",  # 5 more int8 exports of each net; test_int8_probe covers it
     ])  # fmt: skip
     code = run_search(args, {"quiet": True})
     assert code in (0, 3)  # 3: no working model (an untrained net), still a finished search

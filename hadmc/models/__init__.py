@@ -24,6 +24,7 @@ from hadmc.models.train import evaluate_accuracy, seed_everything, train_classif
 from hadmc.stats import binomial_ci95
 
 __all__ = [
+    "DEMOS",
     "DEMO_MODEL",
     "MODEL_NAMES",
     "DemoConfig",
@@ -42,12 +43,21 @@ MODEL_NAMES = ("mobilenetv2_small", "resnet_small")
 CACHE_VERSION = 3
 
 
+# The demos (``--demo``): the same net and digits at two input sizes. "standard" (the default)
+# is 48x48: ~107 M MACs, fp32 p50 2.58 ms in ONNX Runtime at batch 1 and 1 thread on a 2-core
+# AMD EPYC (2026-12-03), where per-call overhead (~0.1 ms) no longer caps the speedups that
+# pruning and int8 can show; a Pi-class board takes tens of ms. 32x32 took 1.09 ms there and
+# 64x64 4.3 ms, but 64 costs 2.6x 48's time per training step (3.1 s against 1.2 s at batch
+# 64, 2 threads), too slow for a default search of about 10 minutes. "tiny" is the earlier
+# 32x32 demo, kept for fast tests and quick looks.
+DEMOS: dict[str, int] = {"standard": 48, "tiny": 32}  # name -> image size
+
+
 def build_model(name: str, num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     """A freshly initialised model by name: "mobilenetv2_small" | "resnet_small".
 
     mobilenetv2_small is MobileNetV2 at width 1.5 with a 640-wide last conv: on 32x32 inputs
-    ~47 M MACs, ~2.0 M params, ~1.8 ms fp32 in ONNX Runtime at 1 thread (bench/ measures it),
-    large enough that pruning and int8 have real latency to remove.
+    ~47 M MACs, ~2.0 M params (MACs grow with the input area: see ``DEMOS``).
     """
     if name == "mobilenetv2_small":
         return MobileNetV2Small(num_classes, in_channels, width_mult=1.5, last_channels=640)
@@ -104,10 +114,14 @@ def _ci(accuracy: float, n: int) -> list[float]:
 
 
 def load_demo(
-    cache_dir: Path | None = None, *, seed: int = 0, progress: bool = False
+    cache_dir: Path | None = None, *, seed: int = 0, progress: bool = False,
+    demo: str = "standard",
 ) -> tuple[nn.Module, DataSplits]:
-    """The trained demo model (eval mode) and its data; trains and caches on first use."""
-    cfg = DemoConfig(seed=seed)
+    """The trained demo model (eval mode) and its data; trains and caches on first use.
+    ``demo``: a name of ``DEMOS``."""
+    if demo not in DEMOS:
+        raise ValueError(f"unknown demo {demo!r}; known: {', '.join(DEMOS)}")
+    cfg = DemoConfig(seed=seed, image_size=DEMOS[demo])
     data = load_digits_splits(image_size=cfg.image_size, seed=seed)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     weights = cache / f"{cfg.key()}.pt"

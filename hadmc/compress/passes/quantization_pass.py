@@ -57,7 +57,12 @@ def _frac_int8(precisions: Sequence[str], macs_share: Sequence[float]) -> float:
 class QuantizationPass(CompressionPass):
     """``precisions``: what the execution target really runs (GetInfo's target row, e.g.
     fp32/fp16/int8 on ``onnxruntime:cuda``), kept to what the runtime's exporter can build;
-    None: the runtime's CPU precisions (``RUNTIME_PRECISIONS``)."""
+    None: the runtime's CPU precisions (``RUNTIME_PRECISIONS``).
+
+    ``int8_excluded_groups``: groups whose int8 the device measured slower than float
+    (``host.int8_probe``); an int8 choice there becomes fp32 in every joint action, from any
+    strategy (``parse`` for stored / uniform / Optuna values, ``refine`` for the environment's
+    steps), so the stored value, cache key, surrogate features and artifact agree."""
 
     name = "quantization"
     order = 20
@@ -66,8 +71,11 @@ class QuantizationPass(CompressionPass):
     optuna_name = "precision"
     plot_label = "precision"
 
-    def __init__(self, precisions: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, precisions: Sequence[str] | None = None, int8_excluded_groups: Sequence[int] = ()
+    ) -> None:
         self.precisions = tuple(precisions) if precisions else None
+        self.int8_excluded_groups = frozenset(int(g) for g in int8_excluded_groups)
 
     def choices(self, runtime: str) -> tuple[str, ...]:
         if self.precisions is None:
@@ -78,7 +86,11 @@ class QuantizationPass(CompressionPass):
         return precision_stages(n_groups, runtime)
 
     def parse(self, stored: Any) -> list[str]:
-        return [str(v) for v in stored]
+        ex = self.int8_excluded_groups
+        return ["fp32" if i in ex and str(v) == "int8" else str(v) for i, v in enumerate(stored)]
+
+    def refine(self, value: Any, ctx: Any) -> Any:
+        return "fp32" if value == "int8" and ctx.step in self.int8_excluded_groups else value
 
     def features(self) -> tuple[Feature, ...]:
         return (Feature("frac_int8", _frac_int8, slot=2),)
