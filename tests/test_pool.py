@@ -30,21 +30,24 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def user_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A small whole-model .pt and .npz (16x16 digits, briefly trained)."""
+def user_files(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - a generator
+    """A small whole-model .pt and .npz (16x16 digits, briefly trained); a private cache for
+    the module only (as in test_search_e2e)."""
     from hadmc.data import load_digits_splits
     from hadmc.models import build_model, train_classifier
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("pool-user")
-    os.environ["HADMC_CACHE_DIR"] = str(d / "cache")
+    env = pytest.MonkeyPatch()
+    env.setenv("HADMC_CACHE_DIR", str(d / "cache"))
     data = load_digits_splits(image_size=16, seed=0)
     model = build_model("mobilenetv2_small", num_classes=data.num_classes, in_channels=1)
     train_classifier(model, data, epochs=1, lr=3e-3, batch_size=64, seed=0)
     torch.save(model, d / "model.pt")
     np.savez(d / "data.npz", x_train=data.x_train, y_train=data.y_train, x_val=data.x_val,
              y_val=data.y_val, x_test=data.x_test, y_test=data.y_test)  # fmt: skip
-    return d / "model.pt", d / "data.npz"
+    yield d / "model.pt", d / "data.npz"
+    env.undo()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +29,18 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def user_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A whole-model .pt and an .npz, as a user would bring them."""
+def user_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """A whole-model .pt and an .npz, as a user would bring them. The private cache is set
+    for this module only: a later module (the session's demo fixture and the cache test of
+    test_models) must see the cache directory it started with."""
     from hadmc.data import load_digits_splits
     from hadmc.models import build_model, train_classifier
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("user")
     # A private cache (sensitivity numbers are cached by model hash): nothing leaks in or out.
-    os.environ["HADMC_CACHE_DIR"] = str(d / "cache")
+    env = pytest.MonkeyPatch()
+    env.setenv("HADMC_CACHE_DIR", str(d / "cache"))
     data = load_digits_splits(image_size=16, seed=0)
     model = build_model("mobilenetv2_small", num_classes=data.num_classes, in_channels=1)
     train_classifier(model, data, epochs=3, lr=3e-3, batch_size=64, seed=0)
@@ -50,7 +54,8 @@ def user_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         x_test=data.x_test,
         y_test=data.y_test,
     )
-    return d / "model.pt", d / "data.npz"
+    yield d / "model.pt", d / "data.npz"
+    env.undo()
 
 
 def _args(user_files: tuple[Path, Path], out: Path, *extra: str) -> argparse.Namespace:
