@@ -118,6 +118,15 @@ def _closest(run: Any, summary: dict[str, Any]) -> str:
     def excess(row: dict[str, Any]) -> float:
         return sum(limit_violations(Objectives.from_dict(row), run.baseline, lim).values())
 
+    within = [row for row in summary["front"] if excess(row) == 0]
+    if within:  # within every limit, but none faster than the baseline (best_under)
+        c = min(within, key=lambda row: row["latency_ms"])
+        return (
+            f"no front member within the limits is faster than the fp32 baseline "
+            f"({run.baseline.latency_ms:.3f} ms); the closest is candidate {c['id']} at "
+            f"{c['latency_ms']:.3f} ms: keep the original model, or search further "
+            "(--resume DIR --episodes N)"
+        )
     c = min(summary["front"], key=excess)
     drop = 100 * (run.baseline.accuracy - c["accuracy"])
     return (

@@ -161,8 +161,13 @@ def merge(run_dir: Path, targets: list[str], codes: dict[str, int], cfg: SearchC
     front = [rows[str(e.candidate_id)] for e in archive.front()]
     out["front"] = sorted(front, key=lambda row: row["latency_ms"])
     # The choice: the fastest against the fastest fp32 target among rows within the limits
-    # (each row's `feasible` is against its own target's baseline, as its run judged it).
-    ok = [row for row in out["front"] if row.get("feasible")]
+    # (each row's `feasible` is against its own target's baseline, as its run judged it),
+    # and faster than that fastest fp32 baseline (a slower model is never the one to ship:
+    # hadmc.search.pareto.ParetoArchive.best_under).
+    ok = [
+        row for row in out["front"]
+        if row.get("feasible") and row["speedup_vs_fastest_fp32"] > 1.0
+    ]  # fmt: skip
     if ok:
         best = max(ok, key=lambda row: row["speedup_vs_fastest_fp32"])
         out["best"] = {k: best[k] for k in ("target", "id", "artifact", "accuracy", "latency_ms",

@@ -19,6 +19,11 @@ def make():
     return torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(),
                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
                                torch.nn.Linear(8, 10))
+def wide():  # enough MACs that pruning shows in a simulated latency (make's does not)
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 64, 3), torch.nn.ReLU(),
+                               torch.nn.Conv2d(64, 64, 3), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                               torch.nn.Linear(64, 10))
 def boom():
     raise RuntimeError("no weights here")
 '''
@@ -206,7 +211,7 @@ def test_a_simulated_search_with_no_member_in_the_limits(
 def test_best_by_reward_without_limits_then_resume_with_overrides(
     files: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = _cli(capsys, "search", "--model", "mynets:make", "--data", "ok.npz", *SIM,
+    code, out, err = _cli(capsys, "search", "--model", "mynets:wide", "--data", "ok.npz", *SIM,
                           *TINY, "--max-accuracy-drop", "none", "--out", "r")  # fmt: skip
     assert code == 0 and "best by reward (no limits): r/best.onnx" in out
     assert "best under limits" not in out and " yes " in out
@@ -254,3 +259,36 @@ def test_help_says_the_factory_returns_the_trained_model() -> None:
     add_search_arguments(parser)
     text = " ".join(parser.format_help().split())
     assert "returning the *trained* model (or pair it with --weights)" in text
+
+
+def test_a_model_no_faster_than_the_baseline_is_not_chosen(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The grid's mildest candidate (keep 0.9) keeps all 8 channels of ``make``'s tiny net:
+    within every limit, but no faster than fp32, so nothing is chosen (exit 3, one line)."""
+    code, out, err = _cli(capsys, "search", "--model", "mynets:make", "--data", "ok.npz", *SIM,
+                          *TINY, "--max-accuracy-drop", "none", "--out", "r")  # fmt: skip
+    assert code == 3 and "best by reward" not in out and " yes " in out
+    assert "no front member within the limits is faster than the fp32 baseline" in err
+    assert not (files / "r" / "best.onnx").exists()
+
+
+def test_no_model_says_when_the_only_models_within_the_limits_are_slower() -> None:
+    """Every front member is within the 1-point limit but slower than fp32 (best_under chooses
+    none): the line says so and names the fastest of them, not 'no front member meets'."""
+    from types import SimpleNamespace
+
+    from hadmc.search.reward import Limits, Objectives
+    from host.search_outputs import _no_model
+
+    base = Objectives(0.95, 2.0, 10.0, None, 40_000, 0)
+    run = SimpleNamespace(limits=Limits(max_accuracy_drop=1.0), baseline=base)
+    row = {"accuracy": 0.95, "memory_mib": 8.0, "energy_mj": None, "size_bytes": 20_000,
+           "update_bytes": 0}  # fmt: skip
+    front = [{**row, "id": 4, "latency_ms": 2.4}, {**row, "id": 7, "latency_ms": 2.1},
+             {**row, "id": 9, "accuracy": 0.90, "latency_ms": 1.0}]  # fmt: skip
+    line = _no_model(run, {"front": front})
+    assert line.startswith("no front member within the limits is faster than the fp32 baseline")
+    assert "(2.000 ms); the closest is candidate 7 at 2.100 ms: keep the original model" in line
+    # One within the limits and faster: that is not this case (best_under would choose it).
+    assert _no_model(run, {"front": front[2:]}).startswith("no front member meets the limits")

@@ -117,7 +117,13 @@ def test_energy_dominance_only_when_all_have_it() -> None:
 
 def test_best_under_limits() -> None:
     a = two_d()
-    assert a.best_under(Limits()).candidate_id == "D"
+    # D is the most accurate front member, but at 12 ms slower than the 10 ms baseline: a
+    # model slower than the original is never chosen, so A (0.90, 5 ms) is.
+    assert a.best_under(Limits()).candidate_id == "A"
+    assert a.best_under(Limits(), score=lambda e: e.objectives.accuracy).candidate_id == "A"
+    only_slow = ParetoArchive(BASE, hv_objectives=("accuracy", "latency"))
+    only_slow.add("slow", obj(0.99, 10.5, mem=20.0))  # smaller, nearly lossless, slower
+    assert only_slow.front_ids() == ["slow"] and only_slow.best_under(Limits()) is None
     assert a.best_under(Limits(max_latency_ms=4.0)).candidate_id == "B"
     assert a.best_under(Limits(max_accuracy_drop=7.0, max_latency_ms=6.0)) is None
     assert a.best_under(Limits(max_latency_ms=6.0)).candidate_id == "A"

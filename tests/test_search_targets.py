@@ -142,6 +142,23 @@ def test_merge_gives_one_front_against_the_fastest_fp32_target(tmp_path: Path) -
     assert [t["baseline_latency_ms"] for t in merged["targets"]] == [4.0, 2.0]
 
 
+def test_merge_never_chooses_a_row_slower_than_the_fastest_fp32(tmp_path: Path) -> None:
+    runs = {
+        # Feasible and 1.33x against its own 4 ms baseline, but slower than onnxruntime's fp32.
+        "litert:xnnpack": _summary(4.0, [(1, 0.95, 3.0, True)]),
+        # Its only candidate is outside the limits.
+        "onnxruntime:cpu": _summary(2.0, [(1, 0.90, 1.0, False)]),
+    }
+    for t, s in runs.items():
+        d = tmp_path / "targets" / t.replace(":", "-")
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text(json.dumps(s))
+    merged = merge(tmp_path, list(runs), {t: 0 for t in runs}, SearchConfig(episodes=2))
+    row = next(r for r in merged["front"] if r["target"] == "litert:xnnpack")
+    assert row["feasible"] and row["speedup_vs_fastest_fp32"] == pytest.approx(2.0 / 3.0)
+    assert merged["best"] is None and merged["ok"] is False
+
+
 # -- end to end -------------------------------------------------------------------------------
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

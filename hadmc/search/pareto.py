@@ -332,13 +332,21 @@ class ParetoArchive:
     ) -> ArchiveEntry | None:
         """The chosen model: among feasible front members, the highest ``score``.
 
+        Feasible = within ``limits`` *and* faster than the baseline (the uncompressed fp32
+        model, whose latency every candidate's is paired against). Why the second rule: a
+        compressed model slower than the original is never what a user ships, even when it is
+        smaller (mixed int8 layouts can be, on a runtime whose int8 kernels lose for some ops);
+        without it, an accurate but slower front member was chosen by the default score.
+
         Default score: highest accuracy, ties broken by lower latency. Pass e.g.
         ``lambda e: rewards[e.candidate_id]`` to choose by reward instead. None if no front
-        member satisfies ``limits``.
+        member is feasible.
         """
         feasible = [
-            e for e in self.front() if not limit_violations(e.objectives, self.baseline, limits)
-        ]
+            e for e in self.front()
+            if not limit_violations(e.objectives, self.baseline, limits)
+            and e.objectives.latency_ms < self.baseline.latency_ms
+        ]  # fmt: skip
         if not feasible:
             return None
         if score is None:
