@@ -269,7 +269,8 @@ def _analyse(
         c = by_id[best.candidate_id]
         chosen = {
             **_entry(c),
-            "rule": f"highest {choose_by} among feasible Pareto-front members",
+            "rule": f"highest {choose_by} among Pareto-front members within the limits and "
+            "faster than the fp32 baseline",
             "limits_met": limits_met(best.objectives, baseline, limits),
             "pareto_path": _pareto_copy(run_dir, int(best.candidate_id)),
             "best_path": _best_copy(run_dir, c["artifact_path"]),
