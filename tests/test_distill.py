@@ -139,8 +139,14 @@ def test_cached_teacher_logits_train_the_same_student(demo, pruned) -> None:
     x = torch.from_numpy(data.x_val[:128].copy())
     with torch.no_grad():
         out_plain, out_cached = plain.model(x), cached.model(x)
-    assert (out_plain - out_cached).abs().max() < 1e-2
-    assert torch.equal(out_plain.argmax(1), out_cached.argmax(1))
+    deviation = float((out_plain - out_cached).abs().max())
+    assert deviation < 1e-2
+    # Same predicted class wherever the plain student's top-2 margin exceeds twice the
+    # deviation (a near-tie may flip by float noise alone: seen on a freshly trained demo).
+    top2 = out_plain.topk(2, dim=1).values
+    decided = (top2[:, 0] - top2[:, 1]) > 2 * deviation
+    assert decided.float().mean() > 0.9
+    assert torch.equal(out_plain.argmax(1)[decided], out_cached.argmax(1)[decided])
     assert cached.final_loss == pytest.approx(plain.final_loss, rel=1e-4)
     with pytest.raises(ValueError, match="teacher_logits has 3 rows"):
         distill_finetune(pruned, model, data, cfg, teacher_logits=logits[:3])
