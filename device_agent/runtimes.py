@@ -8,7 +8,7 @@ and reports its own ``__version__``.
 
 from __future__ import annotations
 
-import importlib.metadata
+import importlib.machinery
 import importlib.util
 from dataclasses import dataclass, field
 
@@ -75,8 +75,6 @@ def _find(module: str) -> str | None:
     ``ai_edge_litert/__init__`` loads libLiteRt.so (+3.5 MiB of agent RSS from the first
     GetInfo on, measured with bench/agent.py). So each dotted part is looked up with
     ``PathFinder`` in its parent's search locations, which reads directories only."""
-    import importlib.machinery
-
     parts = module.split(".")
     path = None
     for depth in range(len(parts)):
@@ -97,6 +95,10 @@ def _find(module: str) -> str | None:
 
 
 def _version(dists: tuple[str, ...]) -> str:
+    # Imported on the first GetInfo, not at start-up: importlib.metadata costs ~18 ms of the
+    # agent's cold start (bench/agent.py), and nothing before LISTENING needs a version.
+    import importlib.metadata
+
     for dist in dists:
         try:
             return importlib.metadata.version(dist)

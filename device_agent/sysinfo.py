@@ -7,8 +7,6 @@ import platform
 import socket
 from pathlib import Path
 
-import psutil
-
 
 def _read_text(path: Path) -> str | None:
     try:
@@ -51,12 +49,16 @@ def hostname() -> str:
 
 def memory_bytes() -> tuple[int, int]:
     """(total, available) physical memory in bytes."""
+    import psutil  # here, not at the top: ~20 ms of the agent's cold start (bench/agent.py)
+
     vm = psutil.virtual_memory()
     return int(vm.total), int(vm.available)
 
 
 def cores() -> tuple[int, int]:
     """(logical, physical) core counts; physical falls back to logical where unknown."""
+    import psutil  # deferred: see memory_bytes
+
     logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
     physical = psutil.cpu_count(logical=False) or logical
     return int(logical), int(physical)
