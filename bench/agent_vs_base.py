@@ -21,35 +21,26 @@ import tempfile
 import time
 from pathlib import Path
 
-import grpc
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from agent import interpreter_floor_s  # noqa: E402  (bench/agent.py, this script's folder)
+from agent_helpers import start_agent  # noqa: E402
 
 from protos import hadmc_device_pb2 as pb  # noqa: E402
-from protos import hadmc_device_pb2_grpc as pb_grpc  # noqa: E402
 
 
 def start_once(tree: Path, cache: Path) -> tuple[float, float]:
-    """(seconds to LISTENING, idle RSS in MiB after one GetInfo) of ``python -m device_agent``
-    run from ``tree`` (its own ``device_agent`` and ``protos`` come first on sys.path)."""
-    cmd = [sys.executable, "-m", "device_agent", "--port", "0", "--cache-dir", str(cache)]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=tree)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    cold = time.perf_counter() - t0
+    """(seconds to LISTENING, idle RSS in MiB after one GetInfo) of the agent in ``tree``."""
+    agent = start_agent(cache, cwd=tree)
     try:
-        if not line.startswith("HADMC_DEVICE_LISTENING "):
-            raise RuntimeError(f"the agent in {tree} did not start: {line!r}")
-        with grpc.insecure_channel(line.split()[1]) as channel:
-            pb_grpc.DeviceAgentStub(channel).GetInfo(pb.GetInfoRequest(), timeout=30)
+        agent.stub().GetInfo(pb.GetInfoRequest(), timeout=30)
         time.sleep(0.5)
-        return cold, psutil.Process(proc.pid).memory_info().rss / 2**20
+        return agent.cold_start_s, psutil.Process(agent.proc.pid).memory_info().rss / 2**20
     finally:
-        proc.terminate()
-        proc.wait(30)
+        agent.stop()
 
 
 def main() -> int:
@@ -69,11 +60,7 @@ def main() -> int:
                     cold, rss = start_once(tree, Path(tmp) / f"cache-{i}-{len(runs[name]['cold_s'])}-{name}")
                     runs[name]["cold_s"].append(cold)
                     runs[name]["rss_mib"].append(rss)
-            floor = []
-            for _ in range(args.rounds):
-                t0 = time.perf_counter()
-                subprocess.run([sys.executable, "-c", "import grpc"], check=True)
-                floor.append(time.perf_counter() - t0)
+            floor = [interpreter_floor_s() for _ in range(args.rounds)]
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=REPO, check=False)
     out = {

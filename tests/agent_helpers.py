@@ -59,15 +59,17 @@ def start_agent(
     token: str | None = None,
     env: dict[str, str] | None = None,
     timeout_s: float = 30.0,
+    cwd: Path = REPO,
 ) -> Agent:
-    """Start ``python -m device_agent --port 0`` and wait for its LISTENING line."""
+    """Start ``python -m device_agent --port 0`` and wait for its LISTENING line. ``cwd`` is
+    the tree whose ``device_agent`` runs (``python -m`` puts it first on sys.path)."""
     cmd = [sys.executable, "-m", "device_agent", "--port", "0", "--cache-dir", str(cache_dir)]
     if token:
         cmd += ["--token", token]
     full_env = {**os.environ, **(env or {})}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [*cmd, *args], stdout=subprocess.PIPE, text=True, env=full_env, cwd=REPO
+        [*cmd, *args], stdout=subprocess.PIPE, text=True, env=full_env, cwd=cwd
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # blocks until the line or exit
