@@ -340,6 +340,11 @@ class SearchRun:
             return OptunaStrategy(ctx)
         if args.strategy == "random":
             return RandomStrategy(ctx)
+        return PPOStrategy(ctx, self.ppo_agent(int(args.seed)))
+
+    def ppo_agent(self, seed: int) -> Any:
+        """A fresh PPO controller for this run's env, as ``--strategy ppo`` builds it
+        (``bench/surrogate_optimiser.py`` builds more, one per seed)."""
         from hadmc.rl.ppo import PPO, PPOConfig
 
         updates = math.ceil(self.budget / self.batch)
@@ -359,8 +364,7 @@ class SearchRun:
                 if p.init_mean is not None and p.name in self.env.heads
             },
         )
-        agent = PPO(self.env.observation_dim, self.env.action_spec, config, int(args.seed))
-        return PPOStrategy(ctx, agent)
+        return PPO(self.env.observation_dim, self.env.action_spec, config, seed)
 
     def evaluate(self, proposal: Proposal, episode: int) -> EvalOutcome:
         """One real candidate: the surrogate's prediction is made first and stored beside it."""

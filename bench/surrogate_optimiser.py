@@ -1,0 +1,236 @@
+"""What the learning adds *inside* the surrogate: PPO vs random sampling on one fixed surrogate.
+
+The end-to-end bench (``bench/search.py``) found ``ppo+surrogate`` and ``random+surrogate``
+level on hypervolume. That mixes two questions: does PPO optimise the surrogate's reward
+better than random sampling does, and does a better surrogate optimum become a better real
+model? This script answers the first one alone, with no device and no fine-tune, in minutes:
+
+1. It restores a finished search (``--run DIR``, any strategy with the surrogate's inputs:
+   the run's baseline, sensitivity table and real candidates) and refits its surrogate on
+   every real candidate of that run, exactly as the search's own loop does.
+2. For each seed, at an equal number of surrogate evaluations (one per episode):
+
+   - ``random``: uniform proposals through the same environment (same stages, masks, bounds);
+   - ``ppo``: a fresh controller, built as ``--strategy ppo --surrogate on`` builds it, trained
+     on the surrogate's reward in updates of ``INNER_EPISODES_PER_UPDATE`` episodes (the inner
+     loop of ``host.strategies.PPOStrategy``).
+
+   It records the best predicted reward found after N evaluations, and, at the end, the mean
+   reward of 256 fresh samples from each (what a round of the search ranks). The best uniform
+   configuration (the grid a user tries first) is printed beside them as a reference level.
+
+Every figure here is *predicted* (the surrogate's conservative reward, accuracy at its lower
+bound): this measures the optimiser, not the model it would find.
+
+    python bench/surrogate_optimiser.py --run runs/my-search --seeds 5 --evaluations 4096
+
+Writes bench/results/surrogate-optimiser.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results"
+CHECKPOINTS = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+FINAL_SAMPLES = 256
+
+
+class _Captured(Exception):
+    """Raised from inside the resumed search once its SearchRun is set up."""
+
+    def __init__(self, run) -> None:
+        super().__init__("captured")
+        self.run = run
+
+
+def restore(run_dir: Path):
+    """The finished search's SearchRun with its surrogate refit on all its real candidates.
+    Resuming re-opens the device (the local agent) for the baseline, and stops before the loop."""
+    from hadmc.search.env import JointAction
+    from host.search import add_search_arguments, run_search
+    from host.search_run import SearchRun
+
+    def capture(self):
+        for rec in self.store.candidates("measured"):
+            joint = JointAction.from_dict(rec.actions, self.passes)
+            self.surrogate.observe(joint, rec.metrics)
+        raise _Captured(self)
+
+    parser = argparse.ArgumentParser()
+    add_search_arguments(parser)
+    original = SearchRun.run
+    SearchRun.run = capture
+    try:
+        run_search(parser.parse_args(["--resume", str(run_dir)]), {"quiet": True})
+    except _Captured as got:
+        return got.run
+    finally:
+        SearchRun.run = original
+    raise SystemExit(f"{run_dir}: the search did not reach its loop (see the messages above)")
+
+
+def best_so_far(rewards: list[float], checkpoints: tuple[int, ...]) -> dict[int, float]:
+    running = np.maximum.accumulate(np.asarray(rewards, dtype=float))
+    return {n: float(running[n - 1]) for n in checkpoints if n <= len(running)}
+
+
+def describe(run, joint) -> dict:
+    """The predicted figures of one proposal, as a user reads them (label: predicted)."""
+    pred = run.surrogate.predict(joint)
+    base = run.surrogate.baseline
+    return {
+        "reward": pred.reward,
+        "accuracy_drop_pts": 100.0 * (base.accuracy - pred.objectives.accuracy),
+        "accuracy_drop_pts_lower_bound": 100.0 * (base.accuracy - pred.conservative.accuracy),
+        "speedup": base.latency_ms / pred.objectives.latency_ms,
+        "mean_keep": float(np.mean(joint.keep_ratios)),
+        "int8_share": float(np.mean([p == "int8" for p in joint.precisions])),
+    }
+
+
+def random_rewards(run, seed: int, n: int) -> tuple[list[float], dict]:
+    from hadmc.rl.policy import RandomPolicy
+    from host.strategies import sample_episode
+
+    policy = RandomPolicy(run.env.action_spec, seed=seed)
+    out, best = [], None
+    for _ in range(n):
+        joint, _ = sample_episode(run.env, lambda obs, mask: (policy.act(mask), None))
+        out.append(run.surrogate.predict(joint).reward)
+        if out[-1] >= max(out):
+            best = joint
+    return out, describe(run, best)
+
+
+def grid_joints(run) -> list:
+    """Every uniform configuration (one keep ratio, one precision for all groups): what a
+    user tries first, as a reference level for both optimisers."""
+    from hadmc.compress.passes.pruning_pass import KEEP_RATIOS
+    from hadmc.search.env import JointAction
+
+    ctx = run.strategy.ctx
+    return [
+        JointAction.uniform(ctx.n_groups, k, prec, passes=run.env.passes)
+        for k in KEEP_RATIOS
+        for prec in ctx.precisions
+    ]
+
+
+def grid_rewards(run) -> list[float]:
+    return [run.surrogate.predict(j).reward for j in grid_joints(run)]
+
+
+def ppo_rewards(run, seed: int, n: int) -> tuple[list[float], list[float], dict]:
+    """Surrogate episode returns while training (n episodes), then FINAL_SAMPLES samples, and
+    the best proposal met while training."""
+    from host.strategies import INNER_EPISODES_PER_UPDATE, PPOStrategy, sample_episode
+
+    strategy = PPOStrategy(run.strategy.ctx, run.ppo_agent(seed))
+    senv = strategy._surrogate_env()
+    seen: list = [float("-inf"), None]
+    inner = senv.evaluate
+
+    def evaluate(joint, episode):  # the env's own evaluate, keeping the best joint
+        outcome = inner(joint, episode)
+        if outcome.reward > seen[0]:
+            seen[:] = [outcome.reward, joint]
+        return outcome
+
+    senv.evaluate = evaluate
+    agent = strategy.agent
+    per = INNER_EPISODES_PER_UPDATE
+    returns: list[float] = []
+    while len(returns) < n:
+        stats = agent.collect(senv, per * run.strategy.ctx.n_groups)
+        returns.extend(stats.episode_returns)
+        agent.update()
+
+    def act(obs, mask):
+        step = agent.act(obs, mask)
+        return step.action, step
+
+    final = []
+    for _ in range(FINAL_SAMPLES):
+        joint, _ = sample_episode(run.env, act)
+        final.append(run.surrogate.predict(joint).reward)
+    return returns[:n], final, describe(run, seen[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", type=Path, required=True, help="a finished hadmc-host search dir")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--evaluations", type=int, default=4096, help="surrogate evaluations each")
+    ap.add_argument("--out", type=Path, default=RESULTS / "surrogate-optimiser.json")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    run = restore(args.run)
+    checkpoints = tuple(c for c in CHECKPOINTS if c <= args.evaluations)
+    grid = grid_rewards(run)
+    grid_best = grid_joints(run)[int(np.argmax(grid))]
+    rows: dict[str, list[dict]] = {"random": [], "ppo": []}
+    for seed in range(args.seeds):
+        r, r_best = random_rewards(run, 1000 + seed, args.evaluations)
+        rows["random"].append({"seed": seed, "best": best_so_far(r, checkpoints),
+                               "final_mean": float(np.mean(r[:FINAL_SAMPLES])),
+                               "best_proposal": r_best})  # fmt: skip
+        p, final, p_best = ppo_rewards(run, seed, args.evaluations)
+        rows["ppo"].append({"seed": seed, "best": best_so_far(p, checkpoints),
+                            "final_mean": float(np.mean(final)),
+                            "final_best": float(np.max(final)), "best_proposal": p_best})  # fmt: skip
+        print(f"seed {seed}: random best {max(r):.4f}, ppo best {max(p):.4f}, "
+              f"ppo final mean {np.mean(final):.4f}", file=sys.stderr)  # fmt: skip
+    summary = {
+        name: {
+            "best_mean": {n: float(np.mean([x["best"][n] for x in xs])) for n in checkpoints},
+            "best_std": {n: float(np.std([x["best"][n] for x in xs])) for n in checkpoints},
+            "final_sample_mean": float(np.mean([x["final_mean"] for x in xs])),
+        }
+        for name, xs in rows.items()
+    }
+    print(f"{'evaluations':>12} {'random best':>14} {'ppo best':>14}")
+    for n in checkpoints:
+        r, p = summary["random"], summary["ppo"]
+        print(f"{n:>12} {r['best_mean'][n]:>8.4f}±{r['best_std'][n]:.4f} "
+              f"{p['best_mean'][n]:>8.4f}±{p['best_std'][n]:.4f}")  # fmt: skip
+    print(f"best uniform configuration (grid, {len(grid)} of them): {max(grid):.4f}")
+    for name, d in (("grid", describe(run, grid_best)),
+                    *((k, rows[k][0]["best_proposal"]) for k in rows)):  # fmt: skip
+        print(f"  best {name:<7} (seed 0): reward {d['reward']:.4f}, predicted speedup "
+              f"{d['speedup']:.2f}x at {d['accuracy_drop_pts']:.2f} pts drop "
+              f"(lower bound {d['accuracy_drop_pts_lower_bound']:.2f}), mean keep "
+              f"{d['mean_keep']:.2f}, int8 share {d['int8_share']:.2f}")
+    print(f"mean reward of {FINAL_SAMPLES} samples: random {summary['random']['final_sample_mean']:.4f}"
+          f", trained ppo {summary['ppo']['final_sample_mean']:.4f}")  # fmt: skip
+    out = {
+        "label": "predicted",
+        "run": str(args.run),
+        "groups": run.strategy.ctx.n_groups,
+        "real_candidates_fit": run.surrogate.observed,
+        "seeds": args.seeds,
+        "evaluations": args.evaluations,
+        "summary": summary,
+        "grid_best": float(max(grid)),
+        "grid_best_proposal": describe(run, grid_best),
+        "per_seed": rows,
+        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "wall_s": time.perf_counter() - t0,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
