@@ -124,7 +124,7 @@ def test_ppo_inner_loop_raises_the_predicted_reward_of_its_proposals(parts) -> N
     cfg = PPOConfig(learning_rate=1e-3, gamma=1.0, gae_lambda=1.0, anneal_lr=False)
     agent = PPO(ctx.env.observation_dim, ctx.env.action_spec, cfg, seed=0)
     strat = PPOStrategy(ctx, agent, PPOSettings(inner_episodes=64, inner_episodes_per_update=16,
-                                                pool=32))  # fmt: skip
+                                                warmup_episodes=128, pool=32))  # fmt: skip
 
     def mean_predicted(n: int = 24) -> float:
         return float(np.mean([ctx.surrogate.predict(strat._sample("t").joint).reward
@@ -134,7 +134,8 @@ def test_ppo_inner_loop_raises_the_predicted_reward_of_its_proposals(parts) -> N
     for _ in range(4):
         props = strat.propose(2)
     after = mean_predicted()
-    assert strat.inner_updates == 16 and len(props) == 2
+    # The first round trains on the warm-up's 128 episodes (8 updates), each later one on 64.
+    assert strat.inner_updates == 8 + 3 * 4 and len(props) == 2
     assert after > before + 0.02, (before, after)
     # Real outcomes train the policy on their own trajectories (one update per round).
     strat.observe([(p, EvalOutcome("measured", 0.5)) for p in props])
