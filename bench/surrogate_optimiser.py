@@ -12,8 +12,8 @@ model? This script answers the first one alone, with no device and no fine-tune,
 
    - ``random``: uniform proposals through the same environment (same stages, masks, bounds);
    - ``ppo``: a fresh controller, built as ``--strategy ppo --surrogate on`` builds it, trained
-     on the surrogate's reward in updates of ``INNER_EPISODES_PER_UPDATE`` episodes (the inner
-     loop of ``host.strategies.PPOStrategy``).
+     on the surrogate's reward by the search's own inner loop (``PPOStrategy._inner_loop``,
+     in updates of ``INNER_EPISODES_PER_UPDATE`` episodes).
 
    It records the best predicted reward found after N evaluations, and, at the end, the mean
    reward of 256 fresh samples from each (what a round of the search ranks). The best uniform
@@ -99,16 +99,17 @@ def describe(run, joint) -> dict:
 
 
 def random_rewards(run, seed: int, n: int) -> tuple[list[float], dict]:
-    from hadmc.rl.policy import RandomPolicy
-    from host.strategies import sample_episode
+    """n proposals of the random strategy itself (``RandomStrategy._one``), seeded."""
+    from host.strategies import RandomStrategy
 
-    policy = RandomPolicy(run.env.action_spec, seed=seed)
-    out, best = [], None
+    random = RandomStrategy(run.strategy.ctx)
+    random.policy.rng = np.random.default_rng(seed)
+    out, best, best_reward = [], None, float("-inf")
     for _ in range(n):
-        joint, _ = sample_episode(run.env, lambda obs, mask: (policy.act(mask), None))
+        joint = random._one().joint
         out.append(run.surrogate.predict(joint).reward)
-        if out[-1] >= max(out):
-            best = joint
+        if out[-1] >= best_reward:
+            best, best_reward = joint, out[-1]
     return out, describe(run, best)
 
 
@@ -131,11 +132,13 @@ def grid_rewards(run) -> list[float]:
 
 
 def ppo_rewards(run, seed: int, n: int) -> tuple[list[float], list[float], dict]:
-    """Surrogate episode returns while training (n episodes), then FINAL_SAMPLES samples, and
-    the best proposal met while training."""
-    from host.strategies import INNER_EPISODES_PER_UPDATE, PPOStrategy, sample_episode
+    """The search's own inner loop (``PPOStrategy._inner_loop``) run once for n episodes
+    (no warm-up on top), then FINAL_SAMPLES policy samples, and the best proposal met while
+    training."""
+    from host.strategies import PPOSettings, PPOStrategy
 
-    strategy = PPOStrategy(run.strategy.ctx, run.ppo_agent(seed))
+    strategy = PPOStrategy(run.strategy.ctx, run.ppo_agent(seed),
+                           PPOSettings(inner_episodes=n, warmup_episodes=0))  # fmt: skip
     senv = strategy._surrogate_env()
     seen: list = [float("-inf"), None]
     inner = senv.evaluate
@@ -147,23 +150,11 @@ def ppo_rewards(run, seed: int, n: int) -> tuple[list[float], list[float], dict]
         return outcome
 
     senv.evaluate = evaluate
-    agent = strategy.agent
-    per = INNER_EPISODES_PER_UPDATE
-    returns: list[float] = []
-    while len(returns) < n:
-        stats = agent.collect(senv, per * run.strategy.ctx.n_groups)
-        returns.extend(stats.episode_returns)
-        agent.update()
-
-    def act(obs, mask):
-        step = agent.act(obs, mask)
-        return step.action, step
-
-    final = []
-    for _ in range(FINAL_SAMPLES):
-        joint, _ = sample_episode(run.env, act)
-        final.append(run.surrogate.predict(joint).reward)
-    return returns[:n], final, describe(run, seen[1])
+    strategy._surrogate_env = lambda: senv  # the inner loop trains on the watched env
+    strategy._inner_loop()
+    final = [run.surrogate.predict(strategy._sample("policy").joint).reward
+             for _ in range(FINAL_SAMPLES)]  # fmt: skip
+    return strategy.inner_rewards[:n], final, describe(run, seen[1])
 
 
 def main(argv: list[str] | None = None) -> int:
