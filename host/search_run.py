@@ -237,9 +237,8 @@ class SearchRun:
         from host.strategies import _deferred
 
         self.env = CompressionEnv(
-            self.encoder, args.runtime, _deferred, keep_bound=keep_bound, passes=self.passes,
-            accuracy_limit_pts=self.limits.max_accuracy_drop,
-        )  # fmt: skip
+            self.encoder, args.runtime, _deferred, keep_bound=keep_bound, passes=self.passes
+        )
         self.budget = int(args.episodes)
         self.batch = int(args.episodes_per_update)
         self.strategy = self._make_strategy()

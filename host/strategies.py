@@ -20,7 +20,6 @@ and the archive (``host.search_run``); they differ only in what they propose:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +28,6 @@ import numpy as np
 
 from hadmc.compress.passes.pruning_pass import KEEP_RATIOS
 from hadmc.search.env import CompressionEnv, EvalOutcome, JointAction
-from hadmc.search.reward import Limits, Objectives, compute_reward
 from hadmc.surrogate.model import Prediction, Surrogate
 
 STRATEGIES = ("ppo", "random", "optuna", "grid")
@@ -44,22 +42,9 @@ INNER_EPISODES_PER_UPDATE = 32
 # bench/surrogate_optimiser.py (2026-12-04, the default demo, 5 seeds) found that after 256
 # surrogate episodes the policy's best proposal is still below the best uniform configuration
 # on predicted reward on most seeds (0.44 +- 0.84 against the grid's 1.44), while at 2048 it
-# is above it on every seed (1.73 +- 0.03; random sampling: -0.08 after 2048). Conditioned on
-# four limits (CONDITIONING_LIMITS_PTS) the policy needs about twice that to tell them apart:
-# at 2048 its samples at 0.5 and 4 points were nearly the same layouts (3.26-3.89x
-# predicted), at 4096 they spread from 3.79x at -0.42 points to 4.10x at -1.18. One warm-up
-# costs ~60-120 s on a 2-vCPU VM, once per search; every later round adds INNER_EPISODES.
-INNER_WARMUP_EPISODES = 4096
-# Accuracy-drop limits (points) the inner loop conditions the policy on, besides the user's
-# (the ``accuracy_limit`` state feature, one limit per episode in turn), and the policy's share
-# of each round's pool is sampled evenly across them. Why: a policy trained on the user's
-# limit alone proposes one trade-off, so the round's front picks (``_pick_for_front``) came
-# from the random half of the pool, and ppo+surrogate's hypervolume was random+surrogate's
-# (bench/search.py, 2026-12-02/03). Measured in the surrogate (the default demo's finished
-# search, 2 seeds, 2026-12-04): 512 random proposals added no predicted hypervolume to the
-# real front (2.2941 -> 2.2941), 256 from a policy trained at 1 point plus 256 random 0.002,
-# policies trained at each of these limits 0.021.
-CONDITIONING_LIMITS_PTS = (0.5, 1.0, 2.0, 4.0)
+# is above it on every seed (1.73 +- 0.03; random sampling: -0.08 after 2048). One warm-up
+# costs ~35 s on a 2-vCPU VM, once per search; every later round adds INNER_EPISODES.
+INNER_WARMUP_EPISODES = 2048
 
 
 @dataclass
@@ -68,9 +53,6 @@ class Proposal:
     trajectory: list[tuple[np.ndarray, Any]] | None = None  # PPO (obs, StepOutput) per step
     predicted: Prediction | None = None
     source: str = ""  # "design" | "policy" | "random" | "grid" | "optuna"
-    # The limits a policy sample was conditioned on (its trajectory's accuracy_limit), when
-    # not the user's: its real reward for training is recomputed against them.
-    limits: Limits | None = None
 
 
 def _deferred(joint: JointAction, episode: int) -> EvalOutcome:
@@ -311,53 +293,26 @@ class PPOStrategy(Strategy):
         self.real_updates = 0
         self.inner_rewards: list[float] = []  # surrogate episode returns (diagnostics)
 
-    def _limits(self) -> list[Limits | None]:
-        """The limits the inner loop conditions on: ``CONDITIONING_LIMITS_PTS`` and the
-        user's (None = the user's own limits, scored as the real candidates are)."""
-        s = self.ctx.surrogate
-        assert s is not None
-        user = s.reward_config.limits
-        out: list[Limits | None] = [None]
-        for pts in CONDITIONING_LIMITS_PTS:
-            if pts != user.max_accuracy_drop:
-                out.append(dataclasses.replace(user, max_accuracy_drop=pts))
-        return out
-
-    def _sample(self, source: str, limits: Limits | None = None) -> Proposal:
-        """One policy episode on the sampling env, conditioned on ``limits`` (the user's
-        when None)."""
-        env = self.ctx.env
-
+    def _sample(self, source: str) -> Proposal:
         def act(obs: np.ndarray, mask: dict[str, bool]) -> tuple[dict, Any]:
             step = self.agent.act(obs, mask)
             return step.action, step
 
-        user = env.accuracy_limit_pts
-        if limits is not None:
-            env.accuracy_limit_pts = limits.max_accuracy_drop
-        try:
-            joint, trajectory = sample_episode(env, act)
-        finally:
-            env.accuracy_limit_pts = user
-        return Proposal(joint, trajectory, source=source, limits=limits)
+        joint, trajectory = sample_episode(self.ctx.env, act)
+        return Proposal(joint, trajectory, source=source)
 
     def _surrogate_env(self) -> CompressionEnv:
-        """The sampling env with predicted rewards, its episodes cycling through
-        ``_limits()`` (the ``accuracy_limit`` feature and the limits the reward uses)."""
         s = self.ctx.surrogate
         assert s is not None
         env = self.ctx.env
-        limits = self._limits()
-        by_pts = {env.accuracy_limit_pts if x is None else x.max_accuracy_drop: x for x in limits}
 
         def evaluate(joint: JointAction, episode: int) -> EvalOutcome:
-            pred = s.predict(joint, by_pts[senv.accuracy_limit_pts])
+            pred = s.predict(joint)
             return EvalOutcome("predicted", pred.reward, pred.to_dict())
 
         senv = CompressionEnv(
-            env.encoder, env.runtime, evaluate, keep_bound=env.keep_bound, passes=env.passes,
-            accuracy_limit_pts=env.accuracy_limit_pts, episode_limits_pts=list(by_pts),
-        )  # fmt: skip
+            env.encoder, env.runtime, evaluate, keep_bound=env.keep_bound, passes=env.passes
+        )
         senv.last = env.last
         return senv
 
@@ -383,8 +338,7 @@ class PPOStrategy(Strategy):
         if self._in_design_phase():
             return self._design(k)
         self._inner_loop()
-        limits = self._limits()
-        policy = [self._sample("policy", limits[i % len(limits)]) for i in range(self.settings.pool)]
+        policy = [self._sample("policy") for _ in range(self.settings.pool)]
         # Exploration half of the pool: random proposals (no trajectory, so they train the
         # surrogate, not the policy). Why: the trained policy concentrates on the one
         # trade-off its scalar reward prefers; the round's first pick (best predicted reward)
@@ -404,16 +358,9 @@ class PPOStrategy(Strategy):
         for p, out in results:
             if p.trajectory is None or out.status != "measured" or out.reward is None:
                 continue
-            reward = float(out.reward)
-            if p.limits is not None:  # conditioned on other limits: scored against them
-                s = self.ctx.surrogate
-                assert s is not None
-                config = dataclasses.replace(s.reward_config, limits=p.limits)
-                obj = Objectives.from_metrics(out.metrics)
-                reward = compute_reward(obj, s.baseline, config).reward
             for i, (obs, step) in enumerate(p.trajectory):
                 last = i == len(p.trajectory) - 1
-                self.agent.add(obs, step, reward if last else 0.0, last, False)
+                self.agent.add(obs, step, float(out.reward) if last else 0.0, last, False)
             added += 1
         if added:
             self.agent.finish_rollout(None, True)

@@ -48,7 +48,7 @@ def _ctx(parts, surrogate=True, limit=None, seed=0) -> StrategyContext:
     n = s.n_groups
     hw = HardwareFeatures(2, 8192, baseline.latency_ms, True)
     enc = ObservationEncoder(groups, [r[1] for r in table], hw)
-    env = CompressionEnv(enc, "onnxruntime", _deferred, accuracy_limit_pts=1.0)
+    env = CompressionEnv(enc, "onnxruntime", _deferred)
     sur = None
     if surrogate:
         lat = LatencyModel(s.features([1.0] * n, ["fp32"] * n), 2.0, 8e6, 30.0)
@@ -138,52 +138,8 @@ def test_ppo_inner_loop_raises_the_predicted_reward_of_its_proposals(parts) -> N
     assert strat.inner_updates == 8 + 3 * 4 and len(props) == 2
     assert after > before + 0.02, (before, after)
     # Real outcomes train the policy on their own trajectories (one update per round).
-    metrics = {"accuracy": 0.94, "latency_ms_p50": 1.0, "peak_memory_mib": 30.0,
-               "size_bytes": 4_000_000}  # fmt: skip
-    strat.observe([(p, EvalOutcome("measured", 0.5, metrics)) for p in props])
+    strat.observe([(p, EvalOutcome("measured", 0.5)) for p in props])
     assert strat.real_updates == 1 and len(agent.buffer) == 0
-
-
-def test_the_inner_loop_conditions_the_policy_on_accuracy_limits(parts) -> None:
-    """Surrogate episodes cycle through the user's limit and CONDITIONING_LIMITS_PTS, as a
-    state feature and in the predicted reward; a real outcome of a sample conditioned on
-    another limit trains the policy with the reward against that limit."""
-    ctx = _ctx(parts)
-    agent = PPO(ctx.env.observation_dim, ctx.env.action_spec, PPOConfig(), seed=0)
-    strat = PPOStrategy(ctx, agent)
-    limits = strat._limits()
-    assert [x if x is None else x.max_accuracy_drop for x in limits] == [None, 0.5, 2.0, 4.0]
-    at = ctx.env.encoder.feature_names.index("accuracy_limit")
-    senv = strat._surrogate_env()
-    seen = []
-    for _ in range(5):
-        obs, info = senv.reset()
-        seen.append(float(obs[at]))
-        while True:
-            action = {h: agent.act(obs, info["head_mask"]).action[h] for h in senv.heads}
-            obs, reward, done, _, info = senv.step(action)
-            if done:
-                break
-        joint = info["joint_action"]
-        limit = limits[(senv.episode - 1) % 4]
-        assert reward == pytest.approx(ctx.surrogate.predict(joint, limit).reward)
-    assert seen == pytest.approx([1 / 8, 0.5 / 8, 2 / 8, 4 / 8, 1 / 8])
-    # The sampling env keeps the user's limit after a conditioned sample.
-    p = strat._sample("policy", limits[3])
-    assert float(p.trajectory[0][0][at]) == pytest.approx(0.5) and ctx.env.accuracy_limit_pts == 1.0
-    # 2 points below the baseline: over the user's 1 point (infeasible, < 0), within 4 points.
-    metrics = {"accuracy": 0.93, "latency_ms_p50": 1.0, "peak_memory_mib": 30.0,
-               "size_bytes": 4_000_000}  # fmt: skip
-    added = []
-    agent.add = lambda obs, step, reward, *a, **k: added.append(reward)  # type: ignore[method-assign]
-    agent.finish_rollout = lambda *a, **k: None  # type: ignore[method-assign]
-    agent.update = lambda: None  # type: ignore[method-assign]
-    user = strat._sample("policy")
-    strat.observe([(p, EvalOutcome("measured", -0.5, metrics)),
-                   (user, EvalOutcome("measured", -0.5, metrics))])  # fmt: skip
-    n = ctx.n_groups
-    assert added[n - 1] > 0.5 and added[2 * n - 1] == -0.5
-    assert set(added[: n - 1]) == {0.0}
 
 
 def test_selection_takes_the_best_reward_then_what_adds_most_front() -> None:

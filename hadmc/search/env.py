@@ -169,15 +169,8 @@ class CompressionEnv:
         evaluate: Evaluator,
         keep_bound: KeepBound | None = None,
         passes: Passes = None,
-        accuracy_limit_pts: float | None = None,
-        episode_limits_pts: Sequence[float | None] | None = None,
     ) -> None:
         self.encoder = encoder
-        # The accuracy-drop limit the current episode is scored against (a state feature,
-        # ``hadmc.search.observation``): the user's; ``episode_limits_pts``, when given,
-        # cycles through limits, one per episode (the surrogate's inner loop).
-        self.accuracy_limit_pts = accuracy_limit_pts
-        self.episode_limits_pts = tuple(episode_limits_pts) if episode_limits_pts else None
         self.runtime = runtime
         self.passes = resolve_passes(passes)
         self.action_spec = make_action_spec(runtime, self.passes)
@@ -218,15 +211,11 @@ class CompressionEnv:
     head_mask = acting  # the name the PPO protocol documents
 
     def _obs(self) -> np.ndarray:
-        return self.encoder.encode(self._step, self._values, self.last, self.accuracy_limit_pts)
+        return self.encoder.encode(self._step, self._values, self.last)
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode. ``seed`` is accepted for the protocol; the env has no randomness."""
         del seed
-        if self.episode_limits_pts:
-            self.accuracy_limit_pts = self.episode_limits_pts[
-                self.episode % len(self.episode_limits_pts)
-            ]
         self._step = 0
         self._values = {p.name: [] for p in self._per_group}
         self._started = True

@@ -27,17 +27,6 @@ baseline_latency    ``log10(1 + baseline latency p50 ms) / 3`` (1 s = 1)
 int8_available      1 when the runtime executes int8 kernels on this device, else 0
 ==================  ==========================================================================
 
-Task feature (``TASK_FEATURES``), constant during an episode:
-
-==================  ==========================================================================
-accuracy_limit      the accuracy-drop limit this episode is scored against, in points:
-                    ``min(limit, 8) / 8``, and 1 for no limit. The real episodes carry the
-                    user's limit; the surrogate's inner loop varies it (``host.strategies``),
-                    so that one policy learns the best layout at each trade-off and can be
-                    asked for the whole front, not only for the user's point (a
-                    preference-conditioned policy, as in multi-objective RL)
-==================  ==========================================================================
-
 Compression state (``COMPRESSION_FEATURES``), what the episode did so far and how the last
 candidate fared. Between ``progress`` and the ``last_*`` features come the ``features()`` of
 the per-group compression passes (``hadmc.compress.registry``), ordered by their ``slot``;
@@ -79,8 +68,6 @@ GROUP_FEATURES = tuple(f"kind_{k}" for k in KINDS) + (
     "sensitivity",
 )
 HARDWARE_FEATURES = ("cores", "memory", "baseline_latency", "int8_available")
-TASK_FEATURES = ("accuracy_limit",)
-ACCURACY_LIMIT_CAP_PTS = 8.0  # limits at or above it (and none) encode as 1
 LAST_FEATURES = ("last_acc_ratio", "last_lat_ratio", "last_size_ratio", "last_feasible")
 
 
@@ -92,7 +79,7 @@ def choice_features(passes: Sequence[CompressionPass] | None = None) -> list[tup
 
 def feature_names(passes: Sequence[CompressionPass] | None = None) -> tuple[str, ...]:
     comp = ("progress", *(f.name for _, f in choice_features(passes)), *LAST_FEATURES)
-    names = GROUP_FEATURES + HARDWARE_FEATURES + TASK_FEATURES + comp
+    names = GROUP_FEATURES + HARDWARE_FEATURES + comp
     if len(set(names)) != len(names):
         raise ValueError(f"observation feature names must be unique, got {names}")
     return names
@@ -100,16 +87,7 @@ def feature_names(passes: Sequence[CompressionPass] | None = None) -> tuple[str,
 
 # The layout with the registered passes (the built-ins: mean_keep, frac_int8, macs_kept).
 FEATURE_NAMES = feature_names()
-COMPRESSION_FEATURES = FEATURE_NAMES[
-    len(GROUP_FEATURES) + len(HARDWARE_FEATURES) + len(TASK_FEATURES) :
-]
-
-
-def accuracy_limit_feature(limit_pts: float | None) -> float:
-    """``accuracy_limit`` of the table above: None (no limit) is the loosest, 1."""
-    if limit_pts is None:
-        return 1.0
-    return min(max(float(limit_pts), 0.0), ACCURACY_LIMIT_CAP_PTS) / ACCURACY_LIMIT_CAP_PTS
+COMPRESSION_FEATURES = FEATURE_NAMES[len(GROUP_FEATURES) + len(HARDWARE_FEATURES) :]
 
 
 @dataclass(frozen=True)
@@ -254,12 +232,11 @@ class ObservationEncoder:
         step: int,
         choices: Mapping[str, Sequence[Any]],
         last: LastCandidate | None,
-        accuracy_limit_pts: float | None = None,
     ) -> np.ndarray:
         """Observation for acting on group ``step`` (clamped to the last group when == n).
 
         ``choices``: the per-group values decided so far, by pass name (a pass not there has
-        decided nothing yet). ``accuracy_limit_pts``: the episode's limit (None: no limit).
+        decided nothing yet).
         """
         n = len(self.groups)
         g = self._group_vectors[min(step, n - 1)]
@@ -275,5 +252,4 @@ class ObservationEncoder:
                 min(max(last.size_ratio, 0.0), 2.0) / 2.0,
                 1.0 if last.feasible else 0.0,
             ]
-        task = np.array([accuracy_limit_feature(accuracy_limit_pts)], dtype=np.float32)
-        return np.concatenate([g, self._hw, task, np.asarray(comp, dtype=np.float32)])
+        return np.concatenate([g, self._hw, np.asarray(comp, dtype=np.float32)])

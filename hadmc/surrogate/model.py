@@ -19,7 +19,7 @@ import numpy as np
 
 from hadmc.compress.passes.pruning_pass import KEEP_RATIOS
 from hadmc.search.env import JointAction
-from hadmc.search.reward import Limits, Objectives, RewardConfig, compute_reward
+from hadmc.search.reward import Objectives, RewardConfig, compute_reward
 from hadmc.surrogate.accuracy import AccuracyProxy
 from hadmc.surrogate.latency import LatencyModel
 from hadmc.surrogate.structure import ConfigFeatures, ModelStructure
@@ -77,9 +77,7 @@ class Surrogate:
         int8_share = f.macs_int8 / max(f.macs, 1.0)
         return self.proxy.features(joint.keep_ratios, joint.update_scope, macs_kept, int8_share)
 
-    def predict(self, joint: JointAction, limits: Limits | None = None) -> Prediction:
-        """``limits``: score against these instead of the user's (the inner loop's
-        limit-conditioned episodes, ``host.strategies``)."""
+    def predict(self, joint: JointAction) -> Prediction:
         f = self.structure.features(joint.keep_ratios, joint.precisions)
         size = max(self.latency.predict_size_bytes(f), 1.0)
         x = self._proxy_x(joint, f)
@@ -94,10 +92,7 @@ class Surrogate:
             update_bytes=int(size),
         )
         low = dataclasses.replace(obj, accuracy=max(obj.accuracy - KAPPA * std, 0.0))
-        config = self.reward_config
-        if limits is not None:
-            config = dataclasses.replace(config, limits=limits)
-        rb = compute_reward(low, self.baseline, config)
+        rb = compute_reward(low, self.baseline, self.reward_config)
         return Prediction(obj, float(rb.reward), f, rb.feasible, std, low)
 
     def observe(self, joint: JointAction, metrics: dict[str, Any]) -> None:
