@@ -19,6 +19,12 @@ model? This script answers the first one alone, with no device and no fine-tune,
    reward of 256 fresh samples from each (what a round of the search ranks). The best uniform
    configuration (the grid a user tries first) is printed beside them as a reference level.
 
+3. With ``--front``, per seed, what a round adds to the *front*: the predicted hypervolume
+   that the round's 4 picks (``Strategy._rank``: best predicted reward, then the most
+   predicted hypervolume added) add to the run's real front, from the pool each strategy
+   ranks: random+surrogate's 512 random proposals, and ppo+surrogate's pool after its warm-up
+   (``PPOStrategy.propose``: 256 policy samples, 256 random).
+
 Every figure here is *predicted* (the surrogate's conservative reward, accuracy at its lower
 bound): this measures the optimiser, not the model it would find.
 
@@ -157,12 +163,50 @@ def ppo_rewards(run, seed: int, n: int) -> tuple[list[float], list[float], dict]
     return strategy.inner_rewards[:n], final, describe(run, seen[1])
 
 
+def front_gain(run, seed: int) -> dict:
+    """Predicted hypervolume of the real front plus a round's 4 picks, from random's pool and
+    from PPO's (after the search's own warm-up), and the predicted front of each whole pool."""
+    import moocore
+
+    from host.strategies import PPOSettings, PPOStrategy, RandomStrategy
+
+    ctx, surrogate = run.strategy.ctx, run.surrogate
+    archive = ctx.archive
+    ref = archive.reference_point
+    front = [archive.normalised(e.objectives) for e in archive.front()]
+
+    def hv(proposals) -> float:
+        points = list(front)
+        for p in proposals:
+            obj = surrogate.predict(p.joint).conservative  # as _pick_for_front scores them
+            x = archive.normalised(obj)
+            inside = all(a < r for a, r in zip(x, ref, strict=True))
+            if obj.accuracy > archive.min_accuracy and inside:
+                points.append(x)
+        return float(moocore.hypervolume(np.asarray(points), ref=ref)) if points else 0.0
+
+    random = RandomStrategy(ctx)
+    random.policy.rng = np.random.default_rng(2000 + seed)
+    pool_random = [random._one() for _ in range(2 * FINAL_SAMPLES)]
+    ppo = PPOStrategy(ctx, run.ppo_agent(seed), PPOSettings(inner_episodes=0))
+    ppo._inner_loop()  # the warm-up (INNER_WARMUP_EPISODES)
+    pool_ppo = [ppo._sample("policy") for _ in range(FINAL_SAMPLES)]
+    pool_ppo += pool_random[:FINAL_SAMPLES]
+    return {
+        "real_front": hv([]),
+        "random": {"picks": hv(random._rank(pool_random, 4)), "pool": hv(pool_random)},
+        "ppo": {"picks": hv(ppo._rank(pool_ppo, 4)), "pool": hv(pool_ppo)},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", type=Path, required=True, help="a finished hadmc-host search dir")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--evaluations", type=int, default=4096, help="surrogate evaluations each")
     ap.add_argument("--out", type=Path, default=RESULTS / "surrogate-optimiser.json")
+    ap.add_argument("--front", action="store_true",
+                    help="also: predicted hypervolume a round adds to the real front")  # fmt: skip
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     run = restore(args.run)
@@ -197,14 +241,33 @@ def main(argv: list[str] | None = None) -> int:
     print(f"best uniform configuration (grid, {len(grid)} of them): {max(grid):.4f}")
     for name, d in (("grid", describe(run, grid_best)),
                     *((k, rows[k][0]["best_proposal"]) for k in rows)):  # fmt: skip
-        print(f"  best {name:<7} (seed 0): reward {d['reward']:.4f}, predicted speedup "
-              f"{d['speedup']:.2f}x at {d['accuracy_drop_pts']:.2f} pts drop "
-              f"(lower bound {d['accuracy_drop_pts_lower_bound']:.2f}), mean keep "
-              f"{d['mean_keep']:.2f}, int8 share {d['int8_share']:.2f}")
+        print(
+            f"  best {name:<7} (seed 0): reward {d['reward']:.4f}, predicted speedup "
+            f"{d['speedup']:.2f}x at {d['accuracy_drop_pts']:.2f} pts drop "
+            f"(lower bound {d['accuracy_drop_pts_lower_bound']:.2f}), mean keep "
+            f"{d['mean_keep']:.2f}, int8 share {d['int8_share']:.2f}"
+        )
     print(f"mean reward of {FINAL_SAMPLES} samples: random {summary['random']['final_sample_mean']:.4f}"
           f", trained ppo {summary['ppo']['final_sample_mean']:.4f}")  # fmt: skip
+    fronts = []
+    for seed in range(args.seeds if args.front else 0):
+        fronts.append(front_gain(run, seed))
+        g = fronts[-1]
+        print(
+            f"seed {seed}: real front HV {g['real_front']:.4f}; + 4 picks from random's pool "
+            f"{g['random']['picks']:.4f}, from ppo's {g['ppo']['picks']:.4f}",
+            file=sys.stderr,
+        )
+    if fronts:
+        print(
+            f"predicted HV of the real front + a round's 4 picks (mean of {len(fronts)}): "
+            f"random {np.mean([g['random']['picks'] for g in fronts]):.4f}, "
+            f"ppo {np.mean([g['ppo']['picks'] for g in fronts]):.4f} "
+            f"(front alone {fronts[0]['real_front']:.4f})"
+        )
     out = {
         "label": "predicted",
+        "front_gain": fronts,
         "run": str(args.run),
         "groups": run.strategy.ctx.n_groups,
         "real_candidates_fit": run.surrogate.observed,
