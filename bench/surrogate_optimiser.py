@@ -166,24 +166,21 @@ def ppo_rewards(run, seed: int, n: int) -> tuple[list[float], list[float], dict]
 def front_gain(run, seed: int) -> dict:
     """Predicted hypervolume of the real front plus a round's 4 picks, from random's pool and
     from PPO's (after the search's own warm-up), and the predicted front of each whole pool."""
-    import moocore
-
-    from host.strategies import PPOSettings, PPOStrategy, RandomStrategy
+    from host.strategies import (
+        PPOSettings,
+        PPOStrategy,
+        RandomStrategy,
+        points_hypervolume,
+        predicted_front_point,
+    )
 
     ctx, surrogate = run.strategy.ctx, run.surrogate
     archive = ctx.archive
-    ref = archive.reference_point
     front = [archive.normalised(e.objectives) for e in archive.front()]
 
-    def hv(proposals) -> float:
-        points = list(front)
-        for p in proposals:
-            obj = surrogate.predict(p.joint).conservative  # as _pick_for_front scores them
-            x = archive.normalised(obj)
-            inside = all(a < r for a, r in zip(x, ref, strict=True))
-            if obj.accuracy > archive.min_accuracy and inside:
-                points.append(x)
-        return float(moocore.hypervolume(np.asarray(points), ref=ref)) if points else 0.0
+    def hv(proposals) -> float:  # as _pick_for_front scores its picks
+        points = [predicted_front_point(archive, surrogate.predict(p.joint)) for p in proposals]
+        return points_hypervolume([*front, *(x for x in points if x)], archive.reference_point)
 
     random = RandomStrategy(ctx)
     random.policy.rng = np.random.default_rng(2000 + seed)

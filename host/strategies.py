@@ -147,6 +147,23 @@ class Strategy:
 LIMIT_MARGIN = 1.25  # predicted latency > 1.25 x the limit: certain to break it
 
 
+def predicted_front_point(archive: Any, predicted: Any) -> list[float] | None:
+    """A prediction's normalised point for the front's hypervolume, from its conservative
+    objectives (accuracy at its lower bound, hadmc.surrogate.model); None when it would add no
+    volume (collapsed, or outside the reference point). Shared with bench/surrogate_optimiser."""
+    obj = predicted.conservative or predicted.objectives
+    if obj.accuracy <= archive.min_accuracy:
+        return None
+    x = archive.normalised(obj)
+    return x if all(a < r for a, r in zip(x, archive.reference_point, strict=True)) else None
+
+
+def points_hypervolume(points: list[list[float]], ref: Any) -> float:
+    import moocore
+
+    return float(moocore.hypervolume(np.asarray(points), ref=ref)) if points else 0.0
+
+
 def _pick_for_front(scored: list[Proposal], k: int, archive: Any) -> list[Proposal]:
     """The best predicted reward first (what the user's chosen model needs), then greedily the
     proposal whose *predicted* objectives add the most hypervolume to the real front plus the
@@ -154,22 +171,13 @@ def _pick_for_front(scored: list[Proposal], k: int, archive: Any) -> list[Propos
     trade-off (the fastest model within the accuracy limit); the front, and a user who relaxes
     the limit later, need the rest of the trade-off curve too. Predictions are only used to
     choose what to measure; they never enter the archive."""
-    import moocore
-
-    ref = archive.reference_point
-    floor = archive.min_accuracy
     front = [archive.normalised(e.objectives) for e in archive.front()]
 
     def point(p: Proposal) -> list[float] | None:
-        # The conservative objectives (accuracy at its lower bound, hadmc.surrogate.model)
-        obj = p.predicted.conservative or p.predicted.objectives  # type: ignore[union-attr]
-        if obj.accuracy <= floor:
-            return None
-        x = archive.normalised(obj)
-        return x if all(a < r for a, r in zip(x, ref, strict=True)) else None
+        return predicted_front_point(archive, p.predicted)
 
     def hv(points: list[list[float]]) -> float:
-        return float(moocore.hypervolume(np.asarray(points), ref=ref)) if points else 0.0
+        return points_hypervolume(points, archive.reference_point)
 
     picks = [scored[0]]
     chosen = [*front, *([point(scored[0])] if point(scored[0]) else [])]
