@@ -15,7 +15,9 @@ and the archive (``host.search_run``); they differ only in what they propose:
   candidates that count in the budget); afterwards PPO trains on ``inner_episodes`` surrogate
   episodes per round, and each round sends the top not-yet-measured proposals by predicted
   reward to the device. Random + surrogate ranks random proposals the same way: the ablation
-  that separates what the surrogate gives from what the learning gives.
+  that separates what the surrogate gives from what the learning gives. Both rank the same
+  cover pool beside their own proposals (``host.cover``: the uniform grid and jittered-uniform
+  configurations), so the front picks can reach every part of the trade-off curve.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from hadmc.compress.passes.pruning_pass import KEEP_RATIOS
 from hadmc.search.env import CompressionEnv, EvalOutcome, JointAction
 from hadmc.surrogate.model import Prediction, Surrogate
+from host.cover import cover_pool, uniform_grid
 
 STRATEGIES = ("ppo", "random", "optuna", "grid")
 # Design set of the surrogate strategies: (keep, precision) uniform configurations. Why these:
@@ -36,6 +38,9 @@ STRATEGIES = ("ppo", "random", "optuna", "grid")
 # separates fp32 from int8 MACs, and each is a sensible candidate in its own right.
 DESIGN = ((1.0, "int8"), (0.7, "int8"), (0.5, "int8"), (0.5, "fp32"), (0.3, "int8"))
 SURROGATE_POOL = 256  # proposals sampled per round, ranked by predicted reward
+# Jittered-uniform proposals per round beside the uniform grid (host.cover: the fast end of the
+# curve, which neither random per-group sampling nor a converged policy reaches).
+COVER_POOL = 128
 INNER_EPISODES = 256  # surrogate episodes PPO trains on before each real round
 INNER_EPISODES_PER_UPDATE = 32
 # ... and before the first policy round, until it has trained on this many in all. Why:
@@ -52,7 +57,7 @@ class Proposal:
     joint: JointAction
     trajectory: list[tuple[np.ndarray, Any]] | None = None  # PPO (obs, StepOutput) per step
     predicted: Prediction | None = None
-    source: str = ""  # "design" | "policy" | "random" | "grid" | "optuna"
+    source: str = ""  # "design" | "policy" | "random" | "cover" | "grid" | "optuna"
 
 
 def _deferred(joint: JointAction, episode: int) -> EvalOutcome:
@@ -116,6 +121,15 @@ class Strategy:
             if self.ctx.key(joint) not in self.ctx.known and len(out) < k:
                 out.append(Proposal(joint, source="design"))
         return out
+
+    def _cover(self) -> list[Proposal]:
+        """The uniform grid and ``COVER_POOL`` jittered-uniform configurations (host.cover),
+        drawn afresh each round; the same for every strategy that ranks with the surrogate."""
+        rng = np.random.default_rng([self.ctx.seed, self.ctx.observed_real, 7919])
+        env = self.ctx.env
+        joints = cover_pool(rng, COVER_POOL, self.ctx.n_groups, env.stages,
+                            self.ctx.precisions, env.passes)  # fmt: skip
+        return [Proposal(j, source="cover") for j in joints]
 
     def _in_design_phase(self) -> bool:
         return self.ctx.surrogate is not None and bool(self._design(1))
@@ -200,12 +214,7 @@ class GridStrategy(Strategy):
 
     def __init__(self, ctx: StrategyContext, order_by: Callable[[JointAction], float]) -> None:
         super().__init__(ctx)
-        grid = [
-            JointAction.uniform(ctx.n_groups, keep, prec, passes=ctx.env.passes)
-            for keep in KEEP_RATIOS
-            for prec in ctx.precisions
-            if not (keep == 1.0 and prec == "fp32")  # that is the baseline itself
-        ]
+        grid = uniform_grid(ctx.n_groups, ctx.precisions, ctx.env.passes)
         self.grid = sorted(grid, key=lambda j: -order_by(j))  # mildest (slowest) first
 
     def propose(self, k: int) -> list[Proposal]:
@@ -231,7 +240,7 @@ class RandomStrategy(Strategy):
             return [self._one() for _ in range(k)]
         if self._in_design_phase():
             return self._design(k)
-        return self._rank([self._one() for _ in range(SURROGATE_POOL)], k)
+        return self._rank([self._one() for _ in range(SURROGATE_POOL)] + self._cover(), k)
 
 
 class OptunaStrategy(Strategy):
@@ -354,11 +363,13 @@ class PPOStrategy(Strategy):
         # added) need the rest of the curve, which a converged policy no longer samples. The
         # random+surrogate strategy ranks the same kind of random half alone, so the bench's
         # difference between the two is what the policy adds. It also fills a round when the
-        # policy's few distinct proposals are all measured already.
+        # policy's few distinct proposals are all measured already. Both also rank the cover
+        # pool (host.cover: the grid and jittered-uniform configurations), which reaches the
+        # fast end of the curve that neither random half nor policy samples do.
         random = RandomStrategy(self.ctx)
         random.policy.rng = np.random.default_rng([self.ctx.seed, self.real_updates])
         explore = [random._one() for _ in range(self.settings.explore_pool)]
-        return self._rank(policy + explore, k)
+        return self._rank(policy + explore + self._cover(), k)
 
     def observe(self, results: list[tuple[Proposal, EvalOutcome]]) -> None:
         """The real rewards train the policy too (the policy has not moved since sampling)."""

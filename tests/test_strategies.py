@@ -85,7 +85,7 @@ def test_random_with_surrogate_measures_the_design_then_ranks(parts) -> None:
     assert [p.source for p in rest] == ["design"] * (len(DESIGN) - 3)
     ctx.known.update(ctx.key(p.joint) for p in rest)
     ranked = strat.propose(4)
-    assert len(ranked) == 4 and all(p.source == "random" for p in ranked)
+    assert len(ranked) == 4 and {p.source for p in ranked} <= {"random", "cover"}
     rewards = [p.predicted.reward for p in ranked]
     assert rewards == sorted(rewards, reverse=True)
     assert len({ctx.key(p.joint) for p in ranked}) == 4
@@ -138,7 +138,9 @@ def test_ppo_inner_loop_raises_the_predicted_reward_of_its_proposals(parts) -> N
     assert strat.inner_updates == 8 + 3 * 4 and len(props) == 2
     assert after > before + 0.02, (before, after)
     # Real outcomes train the policy on their own trajectories (one update per round).
-    strat.observe([(p, EvalOutcome("measured", 0.5)) for p in props])
+    # (A round's picks may all come from the random or cover pool, which have no trajectory.)
+    sent = [strat._sample("policy") for _ in range(2)]
+    strat.observe([(p, EvalOutcome("measured", 0.5)) for p in sent])
     assert strat.real_updates == 1 and len(agent.buffer) == 0
 
 
@@ -165,3 +167,61 @@ def test_selection_takes_the_best_reward_then_what_adds_most_front() -> None:
     assert picks[1] is far and picks[2] in (best, twin)
     picks = _pick_for_front([best, twin, far], 2, archive)
     assert picks == [best, far]
+
+
+def test_cover_pool_holds_the_grid_and_reaches_the_fast_end(parts) -> None:
+    from host.cover import cover_pool, uniform_grid
+
+    ctx = _ctx(parts)
+    env, n = ctx.env, ctx.n_groups
+    pool = cover_pool(np.random.default_rng(0), 64, n, env.stages, ("fp32", "int8"), env.passes)
+    keys = {ctx.key(j) for j in pool}
+    grid = uniform_grid(n, ("fp32", "int8"), env.passes)
+    assert len(grid) == 2 * len(KEEP_RATIOS) - 1 and {ctx.key(j) for j in grid} <= keys
+    jittered = pool[len(grid) :]
+    for j in jittered:  # one precision per stage; every keep a valid choice
+        assert set(j.keep_ratios) <= set(KEEP_RATIOS)
+        for a, b, pa, pb in zip(env.stages, env.stages[1:], j.precisions, j.precisions[1:],
+                                strict=False):  # fmt: skip
+            assert a != b or pa == pb
+    mean_keep = [float(np.mean(j.keep_ratios)) for j in jittered]
+    # Uniform-random per-group keeps average near 0.65; the cover pool spans the whole range.
+    assert min(mean_keep) < 0.4 and max(mean_keep) > 0.9
+    assert sum(len(set(j.keep_ratios)) > 1 for j in jittered) > len(jittered) // 2
+
+
+def test_surrogate_ranking_reaches_the_fast_end_of_the_front(parts) -> None:
+    """After the design, the real front holds only mild models; the fast end adds the most
+    predicted volume, and only the cover pool offers it (random per-group sampling averages to
+    a keep near 0.65): both surrogate strategies must send one there."""
+    from hadmc.search.pareto import ParetoArchive
+
+    groups, s, baseline, _ = parts
+    mild = [[0.0, 0.002, 0.006]] * s.n_groups  # keep 0.3 everywhere: about 0.1 predicted drop
+    for make in (RandomStrategy, _ppo_strategy):
+        ctx = _ctx((groups, s, baseline, mild))
+        ctx.known.update(ctx.key(JointAction.uniform(ctx.n_groups, k, p)) for k, p in DESIGN)
+        archive = ParetoArchive(ctx.surrogate.baseline)
+        for i, keep in enumerate((0.9, 0.8)):
+            archive.add(i, ctx.surrogate.predict(JointAction.uniform(ctx.n_groups, keep, "int8"))
+                        .objectives)  # fmt: skip
+        ctx.archive = archive
+        picks = make(ctx).propose(4)
+        assert len(picks) == 4
+        assert min(float(np.mean(p.joint.keep_ratios)) for p in picks) <= 0.45, make
+
+
+def _ppo_strategy(ctx: StrategyContext) -> PPOStrategy:
+    cfg = PPOConfig(learning_rate=1e-3, gamma=1.0, gae_lambda=1.0, anneal_lr=False)
+    agent = PPO(ctx.env.observation_dim, ctx.env.action_spec, cfg, seed=0)
+    return PPOStrategy(
+        ctx,
+        agent,
+        PPOSettings(
+            inner_episodes=16,
+            inner_episodes_per_update=16,
+            warmup_episodes=16,
+            pool=32,
+            explore_pool=32,
+        ),
+    )
