@@ -125,6 +125,8 @@ class Strategy:
     def _cover(self) -> list[Proposal]:
         """The uniform grid and ``COVER_POOL`` jittered-uniform configurations (host.cover),
         drawn afresh each round; the same for every strategy that ranks with the surrogate."""
+        # 7919: a fixed salt, so this stream never coincides with the random half's
+        # (seeded by [seed, real_updates]) in the same round.
         rng = np.random.default_rng([self.ctx.seed, self.ctx.observed_real, 7919])
         env = self.ctx.env
         joints = cover_pool(rng, COVER_POOL, self.ctx.n_groups, env.stages,
